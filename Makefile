@@ -1,0 +1,41 @@
+# Two commands: `make test` and `make demo`. Both set up everything from nothing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.setup-done
+FOLDERS := labkit cachemedicpp avalanche_llm esper dream
+DEB_PACKAGES := stress-ng fio
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup test lint demo demo-labkit clean-venv
+
+setup: $(STAMP)
+
+# Re-run set-up only when the pins or a pyproject change; otherwise this is a no-op.
+$(STAMP): constraints.txt $(foreach f,$(FOLDERS),$(f)/pyproject.toml)
+	@missing=""; for p in $(DEB_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@# torch first and by exact version: the CPU build from this machine's disk, never a CUDA build.
+	$(PIP) install -q torch==2.13.0 -c constraints.txt
+	$(PIP) install -q -c constraints.txt $(foreach f,$(FOLDERS),-e ./$(f)[dev])
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+demo: $(STAMP) demo-labkit
+
+demo-labkit: $(STAMP)
+	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
+
+clean-venv:
+	rm -rf $(VENV)

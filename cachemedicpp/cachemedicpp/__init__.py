@@ -1,0 +1,1 @@
+"""Package root; see the folder README for what it does."""

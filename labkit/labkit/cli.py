@@ -1,0 +1,47 @@
+"""Run a command line so that user errors print one line and exit with their documented code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from labkit.errors import EXIT_FAILURE, EXIT_OK, LabkitError, Paused
+
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(
+    parser: argparse.ArgumentParser,
+    main: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None = None,
+) -> NoReturn:
+    """Parse `argv`, call `main(args)` and exit; `--debug` shows tracebacks instead of one line."""
+    if not any(a.dest == "debug" for a in parser._actions):
+        parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        code = main(args)
+    except Paused as exc:
+        print(f"{prog}: paused: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except LabkitError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"{prog}: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        code = EXIT_FAILURE
+    sys.exit(EXIT_OK if code is None else code)
