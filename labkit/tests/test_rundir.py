@@ -1,0 +1,101 @@
+import json
+
+import pytest
+
+from labkit.errors import MissingInputError, Paused, RunExistsError
+from labkit.rundir import CONFIG, RECORD, RunDir, sha256_file
+
+CFG = {"seed": 3, "train": {"lr": 0.1}}
+REQUIRED = {
+    "run_id", "status", "created_utc", "updated_utc", "command", "config_path", "config_hash",
+    "env", "git", "hostname", "device", "seeds", "determinism", "phases", "artifact_index",
+}  # fmt: skip
+
+
+def test_create_writes_record_and_indexes_files(tmp_path):
+    run = RunDir.create(tmp_path / "r1", CFG, phase="train", seeds={"seed": 3}, command=["x"])
+    rec = json.loads((run.path / RECORD).read_text())
+    assert REQUIRED <= rec.keys()
+    assert rec["status"] == "started" and rec["phases"]["train"]["status"] == "started"
+    assert {"python", "torch", "transformers", "numpy", "cuda", "gpu_name"} <= rec["env"].keys()
+    assert set(rec["git"]) == {"commit", "dirty"}
+    paths = {e["relative_path"] for e in rec["artifact_index"]}
+    assert paths == {CONFIG, "env.json", "git.json"}
+    entry = next(e for e in rec["artifact_index"] if e["relative_path"] == CONFIG)
+    assert entry["sha256"] == sha256_file(run.path / CONFIG)
+    assert entry["bytes"] == (run.path / CONFIG).stat().st_size
+    assert run.config == CFG
+
+
+def test_existing_run_refused_without_resume(tmp_path):
+    RunDir.create(tmp_path / "r", CFG)
+    with pytest.raises(RunExistsError, match="resume"):
+        RunDir.create(tmp_path / "r", CFG)
+
+
+def test_foreign_nonempty_dir_refused_and_untouched(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "precious.txt").write_text("keep")
+    with pytest.raises(RunExistsError):
+        RunDir.create(tmp_path / "d", CFG)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["precious.txt"]
+
+
+def test_resume_incomplete_marks_resumed(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    with pytest.raises(Paused), run.running():
+        raise Paused("asked to pause")
+    assert run.phase_status() == "paused"
+    again = RunDir.create(tmp_path / "r", CFG, resume=True)
+    assert again.resumed and again.record["phases"]["main"]["attempts"] == 2
+
+
+def test_resume_refuses_complete_unless_forced(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    with run.running():
+        pass
+    with pytest.raises(RunExistsError, match="complete"):
+        RunDir.create(tmp_path / "r", CFG, resume=True)
+    redo = RunDir.create(tmp_path / "r", CFG, resume=True, force=True)
+    assert not redo.resumed and redo.record["phases"]["main"]["restarted"]
+
+
+def test_resume_refuses_different_config_hash(tmp_path):
+    RunDir.create(tmp_path / "r", CFG)
+    with pytest.raises(RunExistsError, match="config hash"):
+        RunDir.create(tmp_path / "r", {**CFG, "seed": 4}, resume=True, force=True)
+
+
+def test_new_phase_of_existing_run(tmp_path):
+    train = RunDir.create(tmp_path / "r", CFG, phase="train")
+    with train.running():
+        pass
+    ev = RunDir.create(tmp_path / "r", CFG, phase="eval")
+    assert not ev.resumed
+    assert ev.phase_status("train") == "complete" and ev.phase_status() == "started"
+
+
+def test_failure_is_recorded(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    with pytest.raises(ZeroDivisionError), run.running():
+        1 / 0  # noqa: B018
+    rec = RunDir.open(tmp_path / "r").record
+    assert rec["status"] == "failed" and "ZeroDivisionError" in rec["phases"]["main"]["error"]
+
+
+def test_register_artifact_replaces_entry(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    f = run.file("metrics", "m.json")
+    f.write_text("1")
+    run.register_artifact("metrics/m.json")
+    f.write_text("22")
+    run.register_artifact(f)
+    entries = [e for e in run.record["artifact_index"] if e["relative_path"] == "metrics/m.json"]
+    assert len(entries) == 1 and entries[0]["bytes"] == 2
+    with pytest.raises(MissingInputError):
+        run.register_artifact("nope.bin")
+
+
+def test_open_requires_record(tmp_path):
+    with pytest.raises(MissingInputError):
+        RunDir.open(tmp_path)
