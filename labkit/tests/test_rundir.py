@@ -15,7 +15,7 @@ REQUIRED = {
 def test_create_writes_record_and_indexes_files(tmp_path):
     run = RunDir.create(tmp_path / "r1", CFG, phase="train", seeds={"seed": 3}, command=["x"])
     rec = json.loads((run.path / RECORD).read_text())
-    assert REQUIRED <= rec.keys()
+    assert rec.keys() >= REQUIRED
     assert rec["status"] == "started" and rec["phases"]["train"]["status"] == "started"
     assert {"python", "torch", "transformers", "numpy", "cuda", "gpu_name"} <= rec["env"].keys()
     assert set(rec["git"]) == {"commit", "dirty"}
