@@ -22,7 +22,9 @@ $(STAMP): constraints.txt $(foreach f,$(FOLDERS),$(f)/pyproject.toml)
 	$(PIP) install -q --upgrade pip
 	@# torch first and by exact version: the CPU build from this machine's disk, never a CUDA build.
 	$(PIP) install -q torch==2.13.0 -c constraints.txt
-	$(PIP) install -q -c constraints.txt $(foreach f,$(FOLDERS),-e ./$(f)[dev])
+	@# compat mode puts each folder on sys.path, so `import labkit` from the repo root finds the package,
+	@# not the same-named folder as a namespace package.
+	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat $(foreach f,$(FOLDERS),-e ./$(f)[dev])
 	@touch $(STAMP)
 
 lint: $(STAMP)
