@@ -1,0 +1,100 @@
+"""Command line: `python -m labkit.zoo list | info NAME | build NAME [--size S] [--seed N] [--force]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from labkit.atomic import dumps_json
+from labkit.cli import run_cli
+from labkit.zoo.build import build_local
+from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name
+from labkit.zoo.store import cache_key, is_built, item_dir, read_card
+
+
+def _build_dir(item: ZooItem, size: str, seed: int) -> Path:
+    return item_dir(item.kind, item.name, cache_key(size, seed, item.version, {}))
+
+
+def _item(args: argparse.Namespace) -> tuple[ZooItem, str, int]:
+    item, size = parse_name(as_zoo_name(args.name), args.size)
+    return item, size, item.default_seed if args.seed is None else args.seed
+
+
+def _list(console: Console) -> None:
+    table = Table(title="labkit zoo (built = cached at the default seed)")
+    table.add_column("name", no_wrap=True)
+    for column in ("kind", "stands in for", "sizes", "version", "built"):
+        table.add_column(column)
+    for item in CATALOG.values():
+        built = [s for s in item.sizes if is_built(_build_dir(item, s, item.default_seed))]
+        table.add_row(
+            item.zoo_name,
+            item.kind,
+            item.stands_in_for,
+            ", ".join(item.sizes),
+            item.version,
+            ", ".join(built) or "-",
+        )
+    console.print(table)
+
+
+def _info(console: Console, item: ZooItem, size: str, seed: int) -> None:
+    console.print(f"[bold]{item.zoo_name}[/bold] ({item.kind}): {item.description}")
+    console.print(f"stands in for: {item.stands_in_for}")
+    console.print(
+        f"sizes: {', '.join(item.sizes)}; default seed {item.default_seed}; version {item.version}"
+    )
+    console.print(f"builder: {item.builder}; options: {', '.join(item.options) or 'none'}")
+    path = _build_dir(item, size, seed)
+    if is_built(path):
+        console.print(f"built at {path}:")
+        console.print_json(dumps_json(read_card(path)))
+    else:
+        console.print(
+            f"{size} (seed {seed}) not built yet: python -m labkit.zoo build {item.zoo_name}@{size}"
+        )
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run one zoo subcommand."""
+    console = Console()
+    if args.command == "list":
+        _list(console)
+        return
+    item, size, seed = _item(args)
+    if args.command == "info":
+        _info(console, item, size, seed)
+        return
+    path = build_local(item, size, seed, {}, force=args.force)
+    console.print(f"{item.zoo_name}@{size} (seed {seed}) at {path}")
+    console.print_json(dumps_json(read_card(path)))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m labkit.zoo`."""
+    top = argparse.ArgumentParser(prog="python -m labkit.zoo", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list every zoo item and which sizes are built")
+    for command, help_text in (
+        ("info", "show an item's catalogue entry and, if built, its zoo card"),
+        ("build", "build an item into the cache (no-op if built, unless --force)"),
+    ):
+        sub = commands.add_parser(command, help=help_text)
+        sub.add_argument(
+            "name", help="zoo name, e.g. local:tiny-gpt2, tiny-gpt2 or local:shapes10@small"
+        )
+        sub.add_argument("--size", help="size (default: the one in NAME, else 'default')")
+        sub.add_argument("--seed", type=int, help="seed (default: the item's default seed)")
+        if command == "build":
+            sub.add_argument(
+                "--force", action="store_true", help="rebuild, replacing the old at the end"
+            )
+    return top
+
+
+if __name__ == "__main__":
+    run_cli(parser(), main)

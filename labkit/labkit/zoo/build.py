@@ -1,0 +1,121 @@
+"""Build one zoo item into the cache: call its builder, show progress, write its zoo card."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+import labkit
+from labkit.errors import ConfigError
+from labkit.zoo.catalog import ZooItem
+from labkit.zoo.store import build_atomically, cache_key, item_dir
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator[Callable[[int, int, str], None]]:
+    """A rich progress bar on stderr; yields `report(done, total, message)` for the builder."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(
+        *columns, TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)
+    ) as progress:
+        task = progress.add_task(title, total=None)
+
+        def report(done: int, total: int, message: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"{title}: {message}")
+
+        yield report
+
+
+def check_options(item: ZooItem, options: Mapping[str, Any]) -> None:
+    """Refuse builder options the item does not take, before any work starts."""
+    unknown = sorted(set(options) - set(item.options))
+    if unknown:
+        allowed = ", ".join(item.options) or "none"
+        raise ConfigError(f"{item.zoo_name} takes no option {unknown}; its options: {allowed}")
+
+
+def _weights_sha256(out_dir: Path) -> dict[str, str]:
+    files = sorted(out_dir.glob("*.safetensors"))
+    if not files:
+        raise RuntimeError(f"model builder wrote no *.safetensors weights into {out_dir}")
+    digests = {}
+    for path in files:
+        with path.open("rb") as fh:
+            digests[path.name] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return digests
+
+
+def _save_quietly(data: Any, out: Path) -> None:
+    # datasets' own tqdm bars would interleave with the rich bar above.
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        data.save_to_disk(str(out))
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def _run_builder(
+    item: ZooItem, size: str, seed: int, options: Mapping[str, Any], out: Path
+) -> dict[str, Any]:
+    builder = item.load_builder()
+    lead = (item.name,) if item.builder_takes_name else ()
+    with progress_bar(f"building {item.zoo_name}@{size} (seed {seed})") as report:
+        if item.kind == "model":
+            card = builder(*lead, size, seed, out, report)
+            return {**card, "weights_sha256": _weights_sha256(out)}
+        data = builder(*lead, size, seed, **options)
+        _save_quietly(data, out)
+        return {"splits": {split: data[split].num_rows for split in data}}
+
+
+def build_local(
+    item: ZooItem, size: str, seed: int, options: Mapping[str, Any], *, force: bool = False
+) -> Path:
+    """Cache directory of `item` at `size`/`seed`/`options`, building it first if needed."""
+    check_options(item, options)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed for {item.zoo_name} must be an integer, got {seed!r}")
+    target = item_dir(item.kind, item.name, cache_key(size, seed, item.version, options))
+
+    def build(out: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        card = _run_builder(item, size, seed, options, out)
+        seconds = round(time.perf_counter() - started, 3)
+        Console(stderr=True).print(
+            f"built {item.zoo_name}@{size} in {seconds:.1f} s -> {target}", soft_wrap=True
+        )
+        return {
+            **card,
+            "name": item.zoo_name,
+            "kind": item.kind,
+            "size": size,
+            "seed": seed,
+            "options": dict(options),
+            "version": item.version,
+            "builder": item.builder,
+            "labkit_version": labkit.__version__,
+            "built_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "build_seconds": seconds,
+        }
+
+    return build_atomically(target, build, force=force)
