@@ -135,13 +135,13 @@ class RunDir:
                 )
             state = record.get("phases", {}).get(phase)
             if state is not None and not force:
-                if not resume:
-                    raise RunExistsError(
-                        f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
-                    )
                 if state["status"] == "complete":
                     raise RunExistsError(
                         f"phase {phase!r} of {path} is complete; force a redo or use a new run dir"
+                    )
+                if not resume:
+                    raise RunExistsError(
+                        f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
                     )
             run.resumed = state is not None and not force
             run._begin_phase(command, restarted=force and state is not None)
