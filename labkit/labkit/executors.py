@@ -1,0 +1,194 @@
+"""Executors run a sweep's runs: in this process, in local worker processes, or (later) elsewhere."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import pickle
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from labkit.errors import ConfigError, Paused
+from labkit.heartbeat import jsonable
+from labkit.rundir import utc_now
+
+RunFn = Callable[[str, dict[str, Any], Path], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One run to execute: `entry(name, config, Path(run_dir))` must return a JSON-able dict."""
+
+    name: str
+    config: dict[str, Any]
+    run_dir: str
+    entry: str | RunFn  # "package.module:function" or a module-level (picklable) function
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: status complete, failed or paused, with its result or its error."""
+
+    name: str
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    traceback: str | None
+    wall_s: float
+    started_utc: str
+    finished_utc: str
+
+
+def resolve_entry(entry: str | RunFn) -> RunFn:
+    """Import the function named by `package.module:function` (a callable is returned as is)."""
+    if callable(entry):
+        return entry
+    module_name, sep, attr = entry.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"entry {entry!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"entry {entry!r}: cannot import {module_name!r}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"entry {entry!r}: {module_name} has no function {attr!r}")
+    return fn
+
+
+def _error_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def execute_run(task: RunTask) -> RunOutcome:
+    """Run one task here and now; exceptions become a failed (or, for Paused, paused) outcome."""
+    started, t0 = utc_now(), time.perf_counter()
+    status, result, error, tb = "complete", None, None, None
+    try:
+        run_dir = Path(task.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out = resolve_entry(task.entry)(task.name, task.config, run_dir)
+        if not isinstance(out, Mapping):
+            raise TypeError(f"run function returned {type(out).__name__}, not a dict")
+        result = jsonable(dict(out), "result")
+    except Paused as exc:
+        status, error = "paused", _error_line(exc)
+    # SystemExit too: a run function that ends in sys.exit must not take the whole sweep down.
+    except (Exception, SystemExit) as exc:
+        status, error, tb = "failed", _error_line(exc), traceback.format_exc()
+    wall = round(time.perf_counter() - t0, 3)
+    return RunOutcome(task.name, status, result, error, tb, wall, started, utc_now())
+
+
+class Executor(Protocol):
+    """Runs tasks, asking `should_stop()` before each launch and reporting as runs start and end.
+
+    Callbacks are called in the caller's thread. Once `should_stop()` is true no task is launched;
+    runs in flight are waited for. A cluster executor implements the same method.
+    """
+
+    def run(
+        self,
+        tasks: Sequence[RunTask],
+        *,
+        should_stop: Callable[[], bool],
+        on_start: Callable[[RunTask], None],
+        on_done: Callable[[RunOutcome], None],
+    ) -> None:
+        """Execute `tasks` in order of launch until done or told to stop."""
+
+
+class LocalExecutor:
+    """Runs tasks one after another in this process, or in `workers` fresh spawned processes."""
+
+    def __init__(self, workers: int = 1):
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+
+    def run(
+        self,
+        tasks: Sequence[RunTask],
+        *,
+        should_stop: Callable[[], bool],
+        on_start: Callable[[RunTask], None],
+        on_done: Callable[[RunOutcome], None],
+    ) -> None:
+        """Execute `tasks` in order of launch until done or told to stop."""
+        if self.workers == 1:
+            for task in tasks:
+                if should_stop():
+                    return
+                on_start(task)
+                on_done(execute_run(task))
+            return
+        for task in tasks:
+            try:
+                pickle.dumps(task)
+            except Exception as exc:
+                raise ConfigError(
+                    f"run {task.name!r} cannot be sent to a worker process ({_error_line(exc)}); "
+                    "name the run function by 'package.module:function' or define it at module level"
+                ) from None
+        self._run_pool(list(tasks), should_stop, on_start, on_done)
+
+    def _pool(self) -> ProcessPoolExecutor:
+        # A fresh process per run: no run inherits another's seeds, torch settings or memory.
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=1,
+        )
+
+    def _run_pool(
+        self,
+        pending: list[RunTask],
+        should_stop: Callable[[], bool],
+        on_start: Callable[[RunTask], None],
+        on_done: Callable[[RunOutcome], None],
+    ) -> None:
+        pool = self._pool()
+        in_flight: dict[Future[RunOutcome], tuple[RunTask, str, ProcessPoolExecutor]] = {}
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < self.workers and not should_stop():
+                    task = pending.pop(0)
+                    on_start(task)
+                    in_flight[pool.submit(execute_run, task)] = (task, utc_now(), pool)
+                if not in_flight:
+                    return
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task, started, owner = in_flight.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool as exc:
+                        # A worker died (killed, out of memory, crashed in C code) and took its
+                        # pool's runs with it: record them failed and go on with a new pool.
+                        error = f"worker process died: {exc}"
+                        outcome = RunOutcome(
+                            task.name, "failed", None, error, None, 0.0, started, utc_now()
+                        )
+                        if owner is pool:
+                            pool.shutdown(wait=True, cancel_futures=True)
+                            pool = self._pool()
+                    on_done(outcome)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+
+
+def make_executor(kind: str, workers: int = 1) -> Executor:
+    """Build the executor a sweep file names (`executor: local`, `workers: N`)."""
+    if kind not in EXECUTORS:
+        raise ConfigError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
+    return EXECUTORS[kind](workers=workers)
