@@ -19,12 +19,14 @@ $(STAMP): constraints.txt $(foreach f,$(FOLDERS),$(f)/pyproject.toml)
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q pip==26.3
 	@# torch first and by exact version: the CPU build from this machine's disk, never a CUDA build.
 	$(PIP) install -q torch==2.13.0 -c constraints.txt
 	@# compat mode puts each folder on sys.path, so `import labkit` from the repo root finds the package,
 	@# not the same-named folder as a namespace package.
-	$(PIP) install -q -c constraints.txt --config-settings editable_mode=compat $(foreach f,$(FOLDERS),-e ./$(f)[dev])
+	@echo "installing the five folders (editable, pinned); log in $(VENV)/install.log"
+	@$(PIP) install -c constraints.txt --config-settings editable_mode=compat \
+	  $(foreach f,$(FOLDERS),-e ./$(f)[dev]) >$(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
 lint: $(STAMP)
