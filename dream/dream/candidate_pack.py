@@ -1,0 +1,106 @@
+"""candidate_pack.v2: one candidate's multi-regime evidence, validated against its JSON Schema on write."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from labkit.atomic import atomic_write_json
+from labkit.config import validate
+from labkit.errors import MissingInputError, SchemaError
+
+PACK_SCHEMA = "candidate_pack.v2"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "candidate_pack.v2.schema.json"
+STAGES = ("screen", "full")
+SCORE_STATUSES = ("ok", "unsafe", "insufficient", "no_baseline")
+
+
+@dataclass
+class RegimeResult:
+    """One regime's trials, baseline comparison, intervals and tests."""
+
+    regime: str
+    trials: int  # trials run, failed ones included
+    trials_ok: int
+    stop_reason: str
+    kpis: dict[
+        str, list[float] | None
+    ]  # per successful trial; None: not measured (see unavailable)
+    unavailable: dict[str, str]
+    ci95: dict[str, list[float] | None]
+    ci_method: dict[str, str]
+    baseline: dict[str, Any] | None  # KPI means of the stock baseline and its baseline_id
+    delta: dict[str, list[float] | None]  # x_i - baseline mean, per successful trial
+    delta_pct: dict[str, float | None]  # 100 (mean / baseline mean - 1)
+    delta_pct_ci95: dict[str, list[float] | None]
+    tests: dict[str, Any]
+    improves: bool | None
+    failed_trials: list[dict[str, Any]]
+    peaks: dict[str, float | None]  # worst value of each capped quantity over successful trials
+    trial_seconds: list[float]  # wall time of every trial, failed ones and retries included
+
+
+@dataclass
+class CandidatePack:
+    """Everything known about one candidate genome after a screen or full evaluation."""
+
+    run_id: str
+    domain: str
+    cand_id: str
+    generation: int
+    stage: str
+    profile: str
+    actuation: str
+    seed: int
+    genome: dict[str, Any]
+    frozen_genes: dict[str, str]
+    risk_profile: dict[str, Any]
+    regimes: list[RegimeResult]
+    aggregate: dict[str, Any]
+    safe: bool
+    baseline_ids: dict[str, str | None]
+    artifacts: dict[str, str]
+    code_sha256: str
+    created_utc: str
+    schema: str = field(default=PACK_SCHEMA)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The pack as the JSON document, `schema` first."""
+        doc = asdict(self)
+        return {"schema": doc.pop("schema"), **doc}
+
+
+@cache
+def pack_schema() -> dict[str, Any]:
+    """The candidate_pack.v2 JSON Schema."""
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+def validate_pack(doc: Any, *, what: str = "candidate pack") -> None:
+    """Raise SchemaError unless `doc` is a valid candidate_pack.v2 document."""
+    validate(doc, pack_schema(), what=what)
+
+
+def write_pack(pack: CandidatePack | dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate, then write strict JSON atomically (NaN/Infinity are refused, never written)."""
+    doc = pack.to_dict() if isinstance(pack, CandidatePack) else pack
+    validate_pack(doc, what=str(path))
+    return atomic_write_json(path, doc)
+
+
+def load_pack(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a pack with a strict parser (no NaN/Infinity) and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingInputError(f"candidate pack not found: {path}")
+
+    def refuse(token: str) -> float:
+        raise SchemaError(f"{path}: non-standard JSON number {token}")
+
+    doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+    validate_pack(doc, what=str(path))
+    return doc
