@@ -9,7 +9,7 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test lint demo demo-labkit clean-venv
+.PHONY: setup test lint demo demo-labkit demo-dream clean-venv
 
 setup: $(STAMP)
 
@@ -36,10 +36,16 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 
-demo: $(STAMP) demo-labkit
+demo: $(STAMP) demo-labkit demo-dream
 
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
+
+# D-REAM: the local shadow-mode service on cpu, memory and storage for 2 generations (about 8-9 minutes).
+demo-dream: $(STAMP)
+	cd dream && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
+	  ../$(PY) -m dream service --profile local --domains cpu,memory,storage --generations 2 --population 4 --out_root $$out && \
+	  ../$(PY) -m dream report --out_root $$out
 
 clean-venv:
 	rm -rf $(VENV)

@@ -17,10 +17,14 @@ from dream.evaluator import EvalContext, measure_regime, preflight, summarise_re
 from dream.host import host_fingerprint, sha256_text
 from labkit.atomic import atomic_write_json
 from labkit.config import validate
-from labkit.errors import SchemaError
+from labkit.errors import LabkitError, SchemaError
 
 BASELINES_SCHEMA = "baselines.v2"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "baselines.v2.schema.json"
+
+
+class BaselineError(LabkitError):
+    """The stock genome could not be measured: nothing can be compared against it."""
 
 
 def baseline_hashes(ctx: EvalContext, domain: str, regime: str) -> dict[str, str]:
@@ -68,6 +72,13 @@ def measure_baseline(ctx: EvalContext, domain: str, regime: str) -> dict[str, An
     preflight(ctx, domain, [regime], stock)
     series = measure_regime(ctx, domain, regime, stock, ctx.cfg.policy)
     result = summarise_regime(ctx, domain, regime, series, None, {})
+    need = ctx.cfg.policy.min_successful_trials
+    if result.trials_ok < need:
+        first = result.failed_trials[0]["reason"] if result.failed_trials else series.stop_reason
+        raise BaselineError(
+            f"stock baseline {domain}/{regime}: {result.trials_ok} of {result.trials} trials "
+            f"succeeded, {need} needed; first failure: {first}"
+        )
     now = datetime.now(UTC)
     return {
         "baseline_id": f"{domain}_{regime}_{now.strftime('%Y-%m-%dT%H-%M-%S')}",

@@ -102,6 +102,26 @@ class DreamConfig:
         """fio --size that replaces each regime's own under this profile (None: keep theirs)."""
         return self.regimes["profiles"][self.profile]["fio_size"]
 
+    @property
+    def screen(self) -> tuple[bool, int]:
+        """(screening enabled, how many screened candidates get the full four-regime evaluation)."""
+        s = self.regimes["profiles"][self.profile]["screen"]
+        return bool(s["enabled"]), int(s["top_k"])
+
+    @property
+    def drift(self) -> Mapping[str, Any]:
+        """Drift check: every_generations (0: never), trials, alpha, min_change_pct."""
+        return self.regimes["profiles"][self.profile]["drift"]
+
+    @property
+    def max_pending_approvals(self) -> int:
+        """How many packs of one domain may wait for a human decision at once."""
+        return int(self.caps["approvals"]["max_pending"])
+
+    def sha256(self) -> str:
+        """Hash of both resolved documents (after overrides), for manifests."""
+        return config_hash({"regimes": dict(self.regimes), "caps": dict(self.caps)})
+
     def duration_s(self, regime: str) -> float:
         """How long one trial of `regime` runs under this profile."""
         return float(self.regimes["profiles"][self.profile]["durations_s"][regime])

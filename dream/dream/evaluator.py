@@ -61,35 +61,50 @@ def relative_halfwidth(values: Sequence[float], seed: np.random.SeedSequence) ->
     return (ci.high - ci.low) / 2 / abs(ci.value)
 
 
+def _stop_reason(
+    outcomes: Sequence[TrialOutcome], policy: ExecutionPolicy, seed: np.random.SeedSequence
+) -> str | None:
+    ok = [o.metrics["perf"] for o in outcomes if o.ok]
+    failed = len(outcomes) - len(ok)
+    left = policy.trials - len(outcomes)
+    if failed > policy.max_trial_failures:
+        return f"{failed} failed trials > max_trial_failures"
+    if len(ok) + left < policy.min_successful_trials:
+        return "min_successful_trials can no longer be reached"
+    if (
+        policy.rel_halfwidth is not None
+        and left > 0
+        and len(ok) >= max(policy.min_trials, policy.min_successful_trials)
+    ):
+        hw = relative_halfwidth(ok, seed.spawn(1)[0])
+        if hw is not None and hw < policy.rel_halfwidth:
+            return f"adaptive: perf CI half-width {hw:.4f} of mean"
+    return None
+
+
 def run_trials(
     trial_fn: Callable[[int], TrialOutcome],
     policy: ExecutionPolicy,
     *,
     seed: np.random.SeedSequence,
     sleep: Callable[[float], None] = time.sleep,
+    prior: Sequence[TrialOutcome] = (),
 ) -> TrialSeries:
-    """Run trials until the count, adaptive stop, failure limit or unreachable minimum says stop."""
-    outcomes: list[TrialOutcome] = []
-    for i in range(policy.trials):
-        if i:
+    """Run trials until the count, adaptive stop, failure limit or unreachable minimum says stop.
+
+    `prior` are trials of the same genome and regime already run under the same rule (a screen):
+    they count as trials 0..k-1 and the series continues from there.
+    """
+    outcomes = list(prior)
+    stop = _stop_reason(outcomes, policy, seed) if outcomes else None
+    while stop is None and len(outcomes) < policy.trials:
+        if outcomes:
             sleep(policy.trial_delay_s)
-        outcomes.append(trial_fn(i))
-        ok = [o.metrics["perf"] for o in outcomes if o.ok]
-        failed = len(outcomes) - len(ok)
-        left = policy.trials - i - 1
-        if failed > policy.max_trial_failures:
-            return TrialSeries(outcomes, f"{failed} failed trials > max_trial_failures")
-        if len(ok) + left < policy.min_successful_trials:
-            return TrialSeries(outcomes, "min_successful_trials can no longer be reached")
-        if (
-            policy.rel_halfwidth is not None
-            and left
-            and len(ok) >= max(policy.min_trials, policy.min_successful_trials)
-        ):
-            hw = relative_halfwidth(ok, seed.spawn(1)[0])
-            if hw is not None and hw < policy.rel_halfwidth:
-                return TrialSeries(outcomes, f"adaptive: perf CI half-width {hw:.4f} of mean")
-    return TrialSeries(outcomes, f"ran all {policy.trials} trials")
+        outcomes.append(trial_fn(len(outcomes)))
+        stop = _stop_reason(outcomes, policy, seed)
+    if prior:
+        stop = f"{stop or f'ran all {policy.trials} trials'}; trials 0-{len(prior) - 1} from the screen"
+    return TrialSeries(outcomes, stop or f"ran all {policy.trials} trials")
 
 
 @dataclass
@@ -109,7 +124,8 @@ class EvalContext:
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
-        self.out_root = Path(self.out_root)
+        # Workloads run in their scratch dir, so every path handed to them must be absolute.
+        self.out_root = Path(self.out_root).resolve()
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         if self.actuation is None:
             self.actuation = Actuation(
@@ -162,8 +178,9 @@ def measure_regime(
     regime: str,
     genome: Mapping[str, Any],
     policy: ExecutionPolicy,
+    prior: Sequence[TrialOutcome] = (),
 ) -> TrialSeries:
-    """Run one regime's trials for a genome, actuated before and restored after every trial."""
+    """Run one regime's trials for a genome (after `prior` ones), actuated and restored per trial."""
     cfg, spec, actuation = ctx.cfg, ctx.spec(domain), ctx.actuation
     assert actuation is not None and ctx.sensors is not None
     timeout = policy.timeout_for(cfg.duration_s(regime))
@@ -187,7 +204,8 @@ def measure_regime(
         finally:
             actuation.restore()
 
-    return run_trials(trial_fn, policy, seed=seed_for(ctx.seed, d, r, 0), sleep=ctx.sleep)
+    seed = seed_for(ctx.seed, d, r, 0)
+    return run_trials(trial_fn, policy, seed=seed, sleep=ctx.sleep, prior=prior)
 
 
 def _kpi_series(ok: list[TrialOutcome], kpi: str) -> tuple[list[float] | None, str | None]:
@@ -277,28 +295,48 @@ def stage_plan(cfg: DreamConfig, stage: str) -> tuple[tuple[str, ...], Execution
     return REGIMES, cfg.policy
 
 
-def evaluate_candidate(
+def measure_candidate(
     ctx: EvalContext,
     domain: str,
     genome: Mapping[str, Any],
     *,
-    generation: int,
-    cand_id: str,
-    stage: str = "full",
-    baselines: Mapping[str, Mapping[str, Any]],
-) -> CandidatePack:
-    """Evaluate one genome over the stage's regimes and write its validated pack."""
+    stage: str,
+    prior: Mapping[str, TrialSeries] | None = None,
+) -> dict[str, TrialSeries]:
+    """Check, preflight, then run the stage's regimes; a regime in `prior` continues its series."""
     regimes, policy = stage_plan(ctx.cfg, stage)
     require_available([domain], ctx.host)
+    genome = ctx.spec(domain).check(genome)
+    preflight(ctx, domain, regimes, genome)
+    prior = prior or {}
+    return {
+        r: measure_regime(
+            ctx, domain, r, genome, policy, prior=prior[r].outcomes if r in prior else ()
+        )
+        for r in regimes
+    }
+
+
+def pack_candidate(
+    ctx: EvalContext,
+    domain: str,
+    genome: Mapping[str, Any],
+    series: Mapping[str, TrialSeries],
+    *,
+    generation: int,
+    cand_id: str,
+    stage: str,
+    baselines: Mapping[str, Mapping[str, Any]],
+) -> CandidatePack:
+    """Summarise measured regimes into a validated pack and write it."""
+    regimes, policy = stage_plan(ctx.cfg, stage)
     spec = ctx.spec(domain)
     genome = spec.check(genome)
-    preflight(ctx, domain, regimes, genome)
     caps = ctx.cfg.domain_caps(domain, ctx.host)
-    series = {r: measure_regime(ctx, domain, r, genome, policy) for r in regimes}
     results = [summarise_regime(ctx, domain, r, series[r], baselines.get(r), caps) for r in regimes]
     verdict: CapVerdict = check_caps(
         caps,
-        {r: s.outcomes for r, s in series.items()},
+        {r: series[r].outcomes for r in regimes},
         max_trial_failures=policy.max_trial_failures,
     )
     agg = aggregate(
@@ -331,3 +369,27 @@ def evaluate_candidate(
     )
     write_pack(pack, ctx.out_root / rel)
     return pack
+
+
+def evaluate_candidate(
+    ctx: EvalContext,
+    domain: str,
+    genome: Mapping[str, Any],
+    *,
+    generation: int,
+    cand_id: str,
+    stage: str = "full",
+    baselines: Mapping[str, Mapping[str, Any]],
+) -> CandidatePack:
+    """Evaluate one genome over the stage's regimes and write its validated pack."""
+    series = measure_candidate(ctx, domain, genome, stage=stage)
+    return pack_candidate(
+        ctx,
+        domain,
+        genome,
+        series,
+        generation=generation,
+        cand_id=cand_id,
+        stage=stage,
+        baselines=baselines,
+    )

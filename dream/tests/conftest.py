@@ -88,8 +88,8 @@ def evaluate(ctx, monkeypatch, outcome, baseline_record) -> Callable[..., dict]:
     from dream.evaluator import TrialSeries
 
     def run(*, perf=STOCK_PERF, p95=STOCK_P95, watts=STOCK_WATTS, extra=None, failed=(),
-            baselines=None, stage="full") -> dict:  # fmt: skip
-        def fake_measure(ctx_, domain, regime, genome, policy):
+            baselines=None, stage="full", cand_id="gen0_00") -> dict:  # fmt: skip
+        def fake_measure(ctx_, domain, regime, genome, policy, prior=()):
             runs = []
             for i in range(len(perf)):
                 metrics = {
@@ -115,9 +115,47 @@ def evaluate(ctx, monkeypatch, outcome, baseline_record) -> Callable[..., dict]:
             baselines = {r: baseline_record("cpu", r, samples) for r in REGIMES}
         genome = ctx.spec("cpu").stock()
         pack = evaluator.evaluate_candidate(
-            ctx, "cpu", genome, generation=0, cand_id="gen0_00", stage=stage, baselines=baselines
+            ctx, "cpu", genome, generation=0, cand_id=cand_id, stage=stage, baselines=baselines
         )
         return pack.to_dict()
 
     run.stock = (STOCK_PERF, STOCK_P95, STOCK_WATTS)
     return run
+
+
+class SyntheticHost:
+    """Stands in for the workloads: perf rises 5% with hugepages, temperature exceeds the cap at 1 CPU."""
+
+    def __init__(self, outcome: Callable[..., TrialOutcome]) -> None:
+        self.outcome = outcome
+        self.scale = 1.0  # multiplies every perf: lets a test move the host under its baselines
+        self.calls: list[tuple[str, str, dict, int]] = []
+
+    def measure(self, ctx, domain, regime, genome, policy, prior=()):
+        from dream.evaluator import TrialSeries
+
+        self.calls.append((domain, regime, dict(genome), len(prior)))
+        n = max(policy.min_trials, policy.min_successful_trials)
+        gain = 1.05 if genome.get("hugepages_mb", 0) > 0 else 1.0
+        hot = 95.0 if genome.get("core_utilization") == 0.25 else None
+        runs = [
+            self.outcome(
+                i,
+                perf=100.0 * gain * self.scale * (1 + 0.01 * (i % 3 - 1)),
+                p95_ms=2.0 * (1 + 0.01 * (i % 2)),
+                temp_peak_c=hot,
+            )
+            for i in range(len(prior), max(n, len(prior)))
+        ]
+        return TrialSeries([*prior, *runs], "synthetic")
+
+
+@pytest.fixture
+def synthetic(monkeypatch, outcome) -> SyntheticHost:
+    """Every trial (baselines, candidates, drift reruns) comes from SyntheticHost, instantly."""
+    from dream import baseline, evaluator, service
+
+    host = SyntheticHost(outcome)
+    for module in (evaluator, baseline, service):
+        monkeypatch.setattr(module, "measure_regime", host.measure)
+    return host

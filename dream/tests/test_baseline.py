@@ -7,9 +7,10 @@ import re
 import pytest
 
 from dream import baseline as baseline_mod
-from dream.baseline import BaselineStore, detect_drift, ensure_baselines
+from dream.baseline import BaselineError, BaselineStore, detect_drift, ensure_baselines
 from dream.config import REGIMES, load_config
 from dream.evaluator import TrialSeries
+from dream.runner import TrialOutcome
 from labkit.errors import SchemaError
 
 
@@ -51,6 +52,20 @@ def test_current_baselines_are_reused_until_refreshed_or_invalidated(ctx, measur
     ctx.cfg = load_config(overrides=["regimes.profiles.local.durations_s.stress=3"])
     ensure_baselines(ctx, store, "cpu")
     assert [r for r, _ in measured[5:]] == ["stress"]  # only the regime whose definition changed
+
+
+def test_a_stock_genome_that_cannot_be_measured_is_an_error_not_a_baseline(ctx, monkeypatch):
+    def broken(ctx_, domain, regime, genome, policy):
+        runs = [TrialOutcome(i, False, 2, 0.1, reason="stress-ng wrote no --yaml metrics file")
+                for i in range(2)]  # fmt: skip
+        return TrialSeries(runs, "2 failed trials > max_trial_failures")
+
+    monkeypatch.setattr(baseline_mod, "measure_regime", broken)
+    store = BaselineStore(ctx.artifacts / "baselines.json")
+    with pytest.raises(BaselineError, match=r"cpu/idle: 0 of 2 trials succeeded, 3 needed; first "
+                       r"failure: stress-ng wrote no --yaml"):  # fmt: skip
+        ensure_baselines(ctx, store, "cpu")
+    assert not (ctx.artifacts / "baselines.json").exists()
 
 
 def test_a_corrupt_baselines_file_is_refused(tmp_path):

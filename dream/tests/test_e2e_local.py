@@ -1,76 +1,154 @@
-"""A real local evaluation: stock baselines and one cpu candidate over the four regimes (~2 s trials)."""
+"""Smoke end-to-end on real workloads: `python -m dream service` (cpu, 1 generation, population 2) is
+SIGKILLed after its first pack and rerun; then the seed's seven Phase-2 checks, the report, a safety flip."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import namedtuple
+from pathlib import Path
 
+import optuna
 import pytest
 
 from dream.baseline import BaselineStore, ensure_baselines
 from dream.candidate_pack import load_pack
 from dream.config import REGIMES, load_config
 from dream.evaluator import EvalContext, evaluate_candidate
+from dream.host import DREAM_ROOT
 from dream.sensors import Sensors
+from dream.telemetry import read_telemetry
 
 Temp = namedtuple("Temp", "label current high critical")
+Run = namedtuple("Run", "out artifacts first_pack killed_trials stdout")
+
+
+def _service(out: Path) -> list[str]:
+    return [sys.executable, "-m", "dream", "service", "--profile", "local", "--domains", "cpu",
+            "--generations", "1", "--population", "2", "--out_root", str(out)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("local_run")
-    ctx = EvalContext(load_config(profile="local"), out, run_id="2025-01-01T00-00-00_r001", seed=3)
-    store = BaselineStore(ctx.artifacts / "baselines.json")
-    baselines = ensure_baselines(ctx, store, "cpu")
-    genome = ctx.spec("cpu").decode([0.0, 0.0, 0.99])  # 1 CPU, 1 worker, hugepage madvise
-    pack = evaluate_candidate(
-        ctx, "cpu", genome, generation=0, cand_id="gen0_01", stage="full", baselines=baselines
+def run(tmp_path_factory) -> Run:
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    artifacts = out / "artifacts"
+    first = artifacts / "candidates/cpu/gen0_00.json"
+    proc = subprocess.Popen(_service(out), cwd=DREAM_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.exists(), f"no first pack before the kill: {proc.poll()} {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    study = optuna.load_study(study_name="cpu", storage=f"sqlite:///{artifacts}/studies/cpu.db")
+    killed = [t.state.name for t in study.get_trials()]
+    first_pack = first.read_bytes()
+    done = subprocess.run(
+        _service(out), cwd=DREAM_ROOT, capture_output=True, text=True, timeout=300
     )
-    return ctx, baselines, pack.to_dict()
+    assert done.returncode == 0, done.stderr
+    return Run(out, artifacts, first_pack, killed, done.stdout)
 
 
-def test_baselines_cover_all_four_regimes(run):
-    ctx, _, _ = run
-    doc = json.loads((ctx.artifacts / "baselines.json").read_text())
-    assert doc["schema"] == "baselines.v2" and sorted(doc["cpu"]) == sorted(REGIMES)
-    for record in doc["cpu"].values():
-        assert record["trials_ok"] >= 3 and record["kpis"]["perf"] > 0
-        assert record["genome"] == ctx.spec("cpu").stock()
+def _packs(run: Run) -> dict[str, dict]:
+    return {p.stem: load_pack(p) for p in (run.artifacts / "candidates/cpu").glob("*.json")}
 
 
-def test_the_pack_is_valid_with_cis_deltas_and_a_finite_score(run):
-    ctx, baselines, pack = run
-    assert load_pack(ctx.out_root / "artifacts/candidates/cpu/gen0_01.json") == pack
-    assert pack["schema"] == "candidate_pack.v2" and pack["actuation"] == "shadow"
-    assert [r["regime"] for r in pack["regimes"]] == list(REGIMES)
-    for regime in pack["regimes"]:
-        assert 3 <= regime["trials_ok"] <= 5 and regime["failed_trials"] == []
-        for kpi in ("perf", "p95_ms"):
-            lo, hi = regime["ci95"][kpi]
-            assert lo <= sum(regime["kpis"][kpi]) / regime["trials_ok"] <= hi
-        assert regime["ci95"]["watts"] is None and regime["unavailable"]["watts"]
-        assert len(regime["delta"]["perf"]) == regime["trials_ok"]
-        assert regime["baseline"]["baseline_id"] == baselines[regime["regime"]]["baseline_id"]
-        assert all(t < 15 for t in regime["trial_seconds"])
-    assert pack["safe"] is True and math.isfinite(pack["aggregate"]["score_v2"])
-    assert pack["aggregate"]["score_terms"] == ["perf", "p95_ms"]
-    assert set(pack["frozen_genes"]) == {
-        "governor_idx",
-        "smt_enabled",
-        "epp_value",
-        "turbo_enabled",
-    }
+def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
+    assert run.killed_trials == ["RUNNING", "RUNNING"]
+    manifests = [json.loads(p.read_text()) for p in sorted(run.artifacts.glob("manifests/*.json"))]
+    assert [m["status"] for m in manifests] == ["interrupted", "complete"]
+    assert [m["run_id"][-4:] for m in manifests] == ["r001", "r002"]
+    assert manifests[1]["resumes"] == [manifests[0]["run_id"]]
+    files = sorted(p.name for p in (run.artifacts / "candidates/cpu").iterdir())
+    assert files == ["gen0_00.json", "gen0_01.json"]  # no duplicates, no leftover temp files
+    packs = _packs(run)
+    if packs["gen0_00"]["stage"] == "screen":  # reused as written before the kill, not redone
+        assert (run.artifacts / "candidates/cpu/gen0_00.json").read_bytes() == run.first_pack
+    study = optuna.load_study(study_name="cpu", storage=f"sqlite:///{run.artifacts}/studies/cpu.db")
+    trials = study.get_trials()
+    assert all(t.state.is_finished() for t in trials)
+    live = [t for t in trials if "resumed_from" in t.user_attrs]
+    assert sorted(t.user_attrs["cand_id"] for t in live) == ["gen0_00", "gen0_01"]
+    for t in live:
+        old = trials[t.user_attrs["resumed_from"]]
+        assert old.state.name == "FAIL" and old.params == t.params
+        assert t.user_attrs["stage"] == packs[t.user_attrs["cand_id"]]["stage"]
+    assert len(read_telemetry(run.artifacts, "cpu")) == 1
+    assert not any((run.out / "scratch").iterdir())
 
 
-def test_a_fake_temperature_over_the_cap_flips_a_real_evaluation_to_unsafe(run):
-    ctx, baselines, _ = run
+def test_the_seven_phase2_acceptance_checks(run):
+    packs = _packs(run)
+    # (1) schema
+    assert {p["schema"] for p in packs.values()} == {"candidate_pack.v2"}
+    # (2) baselines for all four regimes
+    baselines = json.loads((run.artifacts / "baselines.json").read_text())
+    assert sorted(baselines["cpu"]) == sorted(REGIMES)
+    line = read_telemetry(run.artifacts, "cpu")[-1]
+    (full_path,) = line["candidate_packs"]
+    full = load_pack(run.out / full_path)
+    assert full["stage"] == "full" and [r["regime"] for r in full["regimes"]] == list(REGIMES)
+    # (3) CIs: [lo, hi] for perf and p95_ms, null for watts on a host without RAPL
+    for kpi in ("perf", "p95_ms"):
+        lo, hi = full["regimes"][0]["ci95"][kpi]
+        assert lo <= hi
+    assert full["regimes"][0]["ci95"]["watts"] is None
+    assert full["regimes"][0]["unavailable"]["watts"].startswith("no RAPL")
+    # (4) one delta per successful trial
+    for pack in packs.values():
+        for r in pack["regimes"]:
+            assert len(r["delta"]["perf"]) == r["trials_ok"] >= 3
+    # (5) a finite aggregate score when safe (null only with the reason in score_status)
+    for pack in packs.values():
+        score, status = pack["aggregate"]["score_v2"], pack["aggregate"]["score_status"]
+        finite = score is not None and math.isfinite(score)
+        assert pack["safe"] is False or finite or status == "insufficient"
+    assert full["safe"] is True and math.isfinite(full["aggregate"]["score_v2"])
+    # (6) the last telemetry line links to pack files that exist
+    assert line["best_fitness"] == full["aggregate"]["score_v2"]
+    assert all((run.out / p).is_file() for p in line["candidate_packs"] + line["screened_packs"])
+    assert line["baseline_ids"] == {r: baselines["cpu"][r]["baseline_id"] for r in REGIMES}
+
+
+def test_a_fake_temperature_over_the_cap_flips_a_real_evaluation_to_unsafe(run, tmp_path):
+    # (7) the safety flip, on real trials against the run's own (still current) baselines
     hot = {"coretemp": [Temp("Package id 0", 95.0, 100.0, 100.0)]}
-    ctx.sensors = Sensors(temperatures=lambda: hot, sampling_ms=100)
+    ctx = EvalContext(load_config(profile="local"), tmp_path, run_id="flip", seed=3,
+                      sensors=Sensors(temperatures=lambda: hot, sampling_ms=100))  # fmt: skip
+    store = BaselineStore(ctx.artifacts / "baselines.json")
+    store.data = json.loads((run.artifacts / "baselines.json").read_text())
+    baselines = ensure_baselines(ctx, store, "cpu")
+    assert baselines == store.data["cpu"]  # reused, not remeasured
     genome = ctx.spec("cpu").stock()
     pack = evaluate_candidate(
-        ctx, "cpu", genome, generation=0, cand_id="gen0_02", stage="screen", baselines=baselines
+        ctx, "cpu", genome, generation=0, cand_id="hot_00", stage="screen", baselines=baselines
     ).to_dict()
     assert pack["safe"] is False and pack["aggregate"]["score_v2"] is None
+    assert pack["aggregate"]["score_status"] == "unsafe"
     assert pack["regimes"][0]["peaks"]["temp_peak_c"] == 95.0
-    assert pack["risk_profile"]["violations"][0]["cap"] == "temp_peak_c"
+    assert pack["risk_profile"]["violations"][0] == {
+        "cap": "temp_peak_c",
+        "limit": 90.0,
+        "worst": 95.0,
+        "count": pack["regimes"][0]["trials_ok"],
+    }
+    assert "Infinity" not in (ctx.artifacts / "candidates/cpu/hot_00.json").read_text()
+
+
+def test_the_report_renders_the_generation_from_saved_artifacts(run):
+    res = subprocess.run([sys.executable, "-m", "dream", "report", "--out_root", str(run.out)],
+                         cwd=DREAM_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    table = (run.artifacts / "reports/gen0.txt").read_text()
+    assert "gen0_00" in table and "gen0_01" in table and "full evaluations vs stock" in table
+    png = (run.artifacts / "reports/gen0_cpu.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "reports/gen0_cpu.png" in res.stdout

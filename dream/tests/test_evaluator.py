@@ -131,3 +131,24 @@ def test_a_broken_regime_fails_before_any_trial_runs(ctx, monkeypatch):
             ctx, "cpu", ctx.spec("cpu").stock(), generation=0, cand_id="g", baselines={}
         )
     assert ran == []
+
+
+def test_a_series_can_continue_from_screen_trials(outcome):
+    local = load_config().policy
+    tight = _fails_at(set(), outcome, lambda i: 100.0 + 0.01 * (i % 2))
+    screen = run_trials(tight, local.screening(), seed=seed_for(0))
+    assert len(screen.outcomes) == 3 and screen.stop_reason == "ran all 3 trials"
+    ran = []
+
+    def counted(i):
+        ran.append(i)
+        return tight(i)
+
+    full = run_trials(counted, local, seed=seed_for(0), prior=screen.outcomes)
+    assert ran == [] and full.outcomes == screen.outcomes  # already tight: nothing more to run
+    assert full.stop_reason.startswith("adaptive") and full.stop_reason.endswith("from the screen")
+    noisy = _fails_at({1}, outcome, lambda i: [50.0, 150.0, 90.0, 130.0, 70.0][i])
+    screen = run_trials(noisy, local.screening(), seed=seed_for(0))
+    full = run_trials(counted, local, seed=seed_for(0), prior=screen.outcomes)
+    assert len(screen.outcomes) == 2  # the failure made 3 successes unreachable in 3 trials
+    assert ran == [2, 3, 4] and len(full.outcomes) == 5 and len(full.failed) == 1

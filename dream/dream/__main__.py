@@ -1,0 +1,5 @@
+"""`python -m dream ...`: see dream.cli."""
+
+from dream.cli import cli
+
+cli()

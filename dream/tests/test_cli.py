@@ -1,0 +1,67 @@
+"""The command line: doctor, listing, and bad input failing first with one line and its exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dream.cli import cli
+
+
+def _exit(argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        cli(argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_doctor_reports_capabilities_and_which_domains_run(tmp_path, capsys):
+    code, out, _ = _exit(["doctor", "--json", "--out_root", str(tmp_path / "r")], capsys)
+    assert code == 0
+    report = json.loads(out)
+    status = {d["domain"]: d for d in report["domains"]}
+    assert len(status) == 9 and status["cpu"]["status"] == "available"
+    assert status["cpu"]["active_genes"] == ["core_utilization", "thread_count", "hugepages_mb"]
+    assert status["gpu"]["status"] == "unavailable" and status["gpu"]["reason"]
+    assert report["host"]["tools"]["stress-ng"].startswith("stress-ng")
+    assert "watts" in report["unmeasurable"]
+    assert not (tmp_path / "r").exists()  # doctor writes nothing
+    code, out, _ = _exit(["doctor", "--out_root", str(tmp_path / "r")], capsys)
+    assert code == 0 and "domains" in out and "unavailable" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["service", "--domains", "nope"], 2, "unknown domain 'nope'"),
+        (["service", "--domains", "cpu,gpu"], 2, "domain gpu is unavailable on this host"),
+        (["service", "--population", "1"], 2, "population must be >= 2"),
+        (["service", "--generations", "0"], 2, "generations must be >= 1"),
+        (["service", "--actuation", "real"], 2, "add --yes-write-host"),
+        (["service", "-o", "regimes.nope=1"], 2, "nope"),
+        (["service", "--profile", "fast"], 2, "unknown profile 'fast'"),
+        (["service", "--regimes", "missing.yaml"], 3, "config file not found: missing.yaml"),
+        (["baseline", "--domain", "audio"], 2, "domain audio is unavailable"),
+        (["evaluate", "--domain", "cpu", "--genome", "{oops"], 2, "--genome is not JSON"),
+        (["evaluate", "--domain", "gpu"], 2, "domain gpu is unavailable"),
+        (["evaluate", "--domain", "cpu", "--genome", '{"nope": 1}'], 2, "unknown genes ['nope']"),
+        (["evaluate", "--domain", "cpu", "--genome", '{"epp_value": 0}'], 2, "epp_value is frozen"),
+        (["report"], 3, "no candidate packs under"),
+        (["approvals", "approve"], 2, "approvals approve needs DOMAIN CAND_ID"),
+        (["promote", "cpu", "gen0_00"], 3, "cpu/gen0_00 is not in the approvals queue"),
+        (["rollback", "cpu"], 3, "nothing is promoted for cpu"),
+    ],
+)
+def test_bad_input_fails_first_with_one_line_and_its_exit_code(
+    tmp_path, capsys, argv, code, message
+):
+    out_root = tmp_path / "r"
+    got, _, err = _exit([*argv, "--out_root", str(out_root)], capsys)
+    assert got == code and message in err and len(err.strip().splitlines()) == 1
+    assert not (out_root / "artifacts" / "manifests").exists()  # nothing was started
+
+
+def test_approvals_list_prints_an_empty_queue(tmp_path, capsys):
+    code, out, _ = _exit(["approvals", "list", "--all", "--out_root", str(tmp_path)], capsys)
+    assert code == 0 and "approvals (all)" in out
