@@ -9,7 +9,7 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test lint demo demo-labkit demo-dream clean-venv
+.PHONY: setup test lint demo demo-labkit demo-esper demo-dream clean-venv
 
 setup: $(STAMP)
 
@@ -36,10 +36,15 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 
-demo: $(STAMP) demo-labkit demo-dream
+demo: $(STAMP) demo-labkit demo-esper demo-dream
 
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
+
+# Esper: one local heuristic episode on each task (the LM task first builds local:tiny-gpt2 for its tokenizer).
+demo-esper: $(STAMP)
+	cd esper && ../$(PY) -m esper train-host --config configs/cifar10_local.yaml --policy heuristic && \
+	  ../$(PY) -m esper train-host --config configs/tinystories_local.yaml --policy heuristic
 
 # D-REAM: the local shadow-mode service on cpu, memory and storage for 2 generations (about 8-9 minutes).
 demo-dream: $(STAMP)

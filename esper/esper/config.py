@@ -1,0 +1,221 @@
+"""Esper configs: the JSON Schema, loading with overrides, checks that need code, and TaskConfig."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from esper.kasmina import BlueprintRegistry, build_host
+from esper.leyline import TASK_TYPES, TaskConfig
+from esper.tamiyo import POLICIES
+from esper.utils.data import ImageData, TokenData
+from labkit.config import load_config
+from labkit.errors import ConfigError
+
+_INT1 = {"type": "integer", "minimum": 1}
+_POS = {"type": "number", "exclusiveMinimum": 0}
+_CAP = {"type": ["integer", "null"], "minimum": 1}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(required),
+        "properties": required | (optional or {}),
+    }
+
+
+_DATA_COMMON = {
+    "dataset": {"type": "string", "minLength": 1},
+    "size": {"type": ["string", "null"]},
+    "train_split": {"type": "string"},
+    "val_split": {"type": "string"},
+    "batch_size": _INT1,
+    "max_train_batches": _CAP,
+    "max_val_batches": _CAP,
+}
+_RGB = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
+IMAGE_DATA = _obj(
+    _DATA_COMMON
+    | {
+        "image_size": {"type": "integer", "minimum": 8},
+        "augment": {"type": "boolean"},
+        "mean": _RGB,
+        "std": _RGB,
+    }
+)
+TOKEN_DATA = _obj(
+    _DATA_COMMON | {"tokenizer": {"type": "string", "minLength": 1}, "block_size": _INT1}
+)
+CNN_HOST = _obj({"widths": {"type": "array", "items": _INT1, "minItems": 3, "maxItems": 3}})
+TRANSFORMER_HOST = _obj(
+    {
+        "n_embd": _INT1,
+        "n_head": _INT1,
+        "n_layer": _INT1,
+        "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+    }
+)
+SCHEMA: dict[str, Any] = {
+    **_obj(
+        {
+            "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+            "episodes": _INT1,
+            "policy": {"enum": list(POLICIES)},
+            "device": {"enum": ["cpu", "cuda", "auto"]},
+            "threads": {"type": ["integer", "null"], "minimum": 1},
+            "checkpoint_every": _INT1,
+            "task": _obj(
+                {
+                    "name": {"type": "string", "minLength": 1},
+                    "task_type": {"enum": list(TASK_TYPES)},
+                    "topology": {"enum": list(TASK_TYPES.values())},
+                    "target_loss": {"type": "number", "minimum": 0},
+                    "loss_delta_std": _POS,
+                    "max_epochs": _INT1,
+                    "blending_steps": _INT1,
+                    "blend_tau": _POS,
+                    "dwell_fraction": _POS,
+                    "embargo_epochs": _INT1,
+                }
+            ),
+            "data": {"type": "object"},
+            "host": {"type": "object"},
+            "slots": _obj(
+                {
+                    "enabled": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "detach_host_in_blending": {"type": "boolean"},
+                }
+            ),
+            "optimizer": {
+                "oneOf": [
+                    _obj(
+                        {
+                            "name": {"const": "sgd"},
+                            "lr": _POS,
+                            "momentum": {"type": "number", "minimum": 0},
+                            "weight_decay": {"type": "number", "minimum": 0},
+                        }
+                    ),
+                    _obj(
+                        {
+                            "name": {"const": "adamw"},
+                            "lr": _POS,
+                            "weight_decay": {"type": "number", "minimum": 0},
+                            "betas": {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                                "minItems": 2,
+                                "maxItems": 2,
+                            },
+                        }
+                    ),
+                ]
+            },
+            "governor": _obj(
+                {
+                    "enabled": {"type": "boolean"},
+                    "threshold": _POS,
+                    "window": {"type": "integer", "minimum": 2},
+                    "multiplier": _POS,
+                    "sigmas": _POS,
+                    "patience": _INT1,
+                }
+            ),
+            "heuristic": _obj(
+                {
+                    "min_epoch": {"type": "integer", "minimum": 0},
+                    "min_plateau": {"type": "integer", "minimum": 0},
+                    "cull_sigmas": _POS,
+                    "cull_patience": _INT1,
+                    "cull_penalty": {"type": "number", "minimum": 0},
+                    "penalty_decay": {"type": "number", "minimum": 0, "maximum": 1},
+                    "penalty_skip": _POS,
+                }
+            ),
+        }
+    ),
+    # The data and host blocks depend on the task: images + CNN, or tokens + transformer.
+    "if": {"properties": {"task": {"properties": {"task_type": {"const": "classification"}}}}},
+    "then": {"properties": {"data": IMAGE_DATA, "host": CNN_HOST}},
+    "else": {"properties": {"data": TOKEN_DATA, "host": TRANSFORMER_HOST}},
+}
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    """Checks the schema cannot express: the pairing, the slots, and that every blueprint builds."""
+    task, host = cfg["task"], cfg["host"]
+    if TASK_TYPES[task["task_type"]] != task["topology"]:
+        raise ConfigError(
+            f"task.task_type {task['task_type']} needs task.topology {TASK_TYPES[task['task_type']]}"
+        )
+    if task["topology"] == "transformer" and host["n_embd"] % host["n_head"]:
+        raise ConfigError(
+            f"host.n_embd {host['n_embd']} is not divisible by host.n_head {host['n_head']}"
+        )
+    with torch.device("meta"):
+        model = build_host(task["topology"], host, 2, cfg["data"].get("block_size"))
+        points = model.injection_points
+        for pid in cfg["slots"]["enabled"]:
+            if pid not in points:
+                raise ConfigError(
+                    f"slots.enabled: no injection point {pid!r}; this host has {list(points)}"
+                )
+            for spec in BlueprintRegistry.list_for_topology(task["topology"]):
+                try:
+                    spec.factory(points[pid].dim)
+                except (ValueError, RuntimeError) as exc:
+                    raise ConfigError(
+                        f"blueprint {spec.name} cannot be built at slot {pid} (dim {points[pid].dim}): {exc}"
+                    ) from None
+
+
+def load_esper_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Load, override and validate an Esper config (schema, then the code-level checks)."""
+    cfg = load_config(path, overrides, schema=SCHEMA)
+    check_config(cfg)
+    return cfg
+
+
+def task_config(cfg: Mapping[str, Any], data: ImageData | TokenData) -> TaskConfig:
+    """The TaskConfig of a loaded config, with the class or vocabulary count the data supplies."""
+    t = cfg["task"]
+    try:
+        return TaskConfig(
+            name=t["name"],
+            task_type=t["task_type"],
+            topology=t["topology"],
+            n_outputs=data.n_outputs,
+            target_loss=t["target_loss"],
+            loss_delta_std=t["loss_delta_std"],
+            max_epochs=t["max_epochs"],
+            steps_per_epoch=data.steps_per_epoch(),
+            blending_steps=t["blending_steps"],
+            blend_tau=t["blend_tau"],
+            dwell_fraction=t["dwell_fraction"],
+            embargo_epochs=t["embargo_epochs"],
+            host=dict(cfg["host"]),
+            data=dict(cfg["data"]),
+            optimizer=dict(cfg["optimizer"]),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"task: {exc}") from None
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's CPU threads (null keeps torch's default); tiny models run fastest on one."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is a config error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda was asked for but no GPU is available (use cpu or auto)")
+    return name

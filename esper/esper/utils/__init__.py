@@ -1,0 +1,1 @@
+"""Utilities: task data (images, EOS-joined token windows) and figures."""
