@@ -9,7 +9,7 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test lint demo demo-labkit demo-esper demo-dream clean-venv
+.PHONY: setup test lint demo demo-labkit demo-cachemedicpp demo-esper demo-dream clean-venv
 
 setup: $(STAMP)
 
@@ -36,10 +36,18 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 
-demo: $(STAMP) demo-labkit demo-esper demo-dream
+demo: $(STAMP) demo-labkit demo-cachemedicpp demo-esper demo-dream
 
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
+
+# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget (about 11 minutes).
+CMPP_DEMO := eval.wikitext2_ppl.max_windows=40 eval.sst2_prompted.n=100 eval.needle_long_context.n=30 stability.prompts=10
+demo-cachemedicpp: $(STAMP)
+	cd cachemedicpp && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
+	  for phase in train eval stability; do \
+	    ../$(PY) -m cachemedicpp.$$phase --config configs/mve_local.yaml --run_dir $$out $(CMPP_DEMO) || exit $$?; done && \
+	  ../$(PY) -m cachemedicpp.plots --run_dir $$out && echo "figures: cachemedicpp/$$out/paper/figures"
 
 # Esper: one local heuristic episode on each task (the LM task first builds local:tiny-gpt2 for its tokenizer).
 demo-esper: $(STAMP)

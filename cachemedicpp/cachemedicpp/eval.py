@@ -1,0 +1,317 @@
+"""`python -m cachemedicpp.eval --config Y --run_dir D [--resume|--no-resume] [key=value ...]`.
+
+Scores every (task, corruption type, eps, defense) cell of §7 on a trained run, one resumable unit
+at a time (`metrics/eval_progress.json`), then writes `metrics/task_metrics.json` with per-cell
+metrics, BCa CIs over examples, AUC over eps and clean regression. eps 0 is one cell per defense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from cachemedicpp.config import load_run_config
+from cachemedicpp.eval_metrics import CLEAN, summarize, unit_key
+from cachemedicpp.heuristics import HEURISTICS, build_heuristic, clean_median_rms
+from cachemedicpp.intervention import Defense, intervene
+from cachemedicpp.mixture import donor_cache, make_event, ood_split
+from cachemedicpp.modeling import load_model
+from cachemedicpp.repair import RepairOperator
+from cachemedicpp.tasks import (
+    LABELS,
+    Example,
+    needle_examples,
+    ppl_examples,
+    score_needle,
+    score_ppl,
+    score_sst2,
+    sst2_examples,
+)
+from cachemedicpp.train import donor_length
+from labkit.atomic import atomic_write_json
+from labkit.checkpoint import latest_checkpoint, load_checkpoint
+from labkit.cli import run_cli
+from labkit.control import PauseControl
+from labkit.determinism import seed_everything
+from labkit.errors import ConfigError, MissingInputError, Paused
+from labkit.heartbeat import Heartbeat
+from labkit.jsonl import append_jsonl
+from labkit.rundir import RunDir, utc_now
+
+PHASE = "eval"
+
+
+def load_repair(run_dir: str | os.PathLike, device: torch.device) -> RepairOperator:
+    """R_phi from the newest `repair_step_*.pt` of a run (exit 3 when the run has none)."""
+    path = latest_checkpoint(Path(run_dir) / "checkpoints", "repair_step_*.pt")
+    if path is None:
+        raise MissingInputError(f"no checkpoints/repair_step_*.pt in {run_dir}; train it first")
+    return RepairOperator.from_checkpoint(load_checkpoint(path)).to(device).eval()
+
+
+def eval_types(cfg: Mapping[str, Any]) -> list[str]:
+    """Types to evaluate: the OOD split's held-out type only, under an OOD protocol."""
+    split = ood_split(cfg)
+    return [split["test_type"]] if split is not None else list(cfg["eval"]["corruption_eval"])
+
+
+def eval_grids(run: RunDir, cfg: Mapping[str, Any]) -> dict[str, list[float]]:
+    """eps grid per evaluated type: calibrated (eps*×multipliers) when available and asked for."""
+    types = eval_types(cfg)
+    path = run.path / "metrics" / "calibration.json"
+    if cfg["eval"]["use_calibrated_grid"] and cfg["corruption"]["calibrate"]["enabled"]:
+        if not path.is_file():
+            raise MissingInputError(f"{path} is missing; run cachemedicpp.train first")
+        grids = json.loads(path.read_text(encoding="utf-8"))["metrics"]["grids"]
+        missing = [t for t in types if t not in grids]
+        if missing:
+            raise ConfigError(
+                f"{path} has no calibrated grid for {missing}; retrain or set "
+                "eval.use_calibrated_grid=false"
+            )
+        return {t: [float(e) for e in grids[t]] for t in types}
+    return {t: [float(e) for e in cfg["eval"]["eps"]] for t in types}
+
+
+def plan_units(
+    cfg: Mapping[str, Any], grids: Mapping[str, list[float]], defenses: list[str]
+) -> list[tuple[str, str, float, str]]:
+    """Every (task, type, eps, defense) unit in a fixed order; eps 0 once per (task, defense)."""
+    units = []
+    for task in cfg["eval"]["tasks"]:
+        for defense in defenses:
+            units.append((task, CLEAN, 0.0, defense))
+        for kind in eval_types(cfg):
+            for eps in grids[kind]:
+                if eps > 0:
+                    units.extend((task, kind, eps, d) for d in defenses)
+    return units
+
+
+class Evaluator:
+    """Model, examples, defenses and events of one eval phase."""
+
+    def __init__(self, run: RunDir, cfg: Mapping[str, Any], model: PreTrainedModel, tok: Any):
+        self.run, self.cfg, self.model, self.tok = run, cfg, model, tok
+        ev = cfg["eval"]
+        self.examples: dict[str, list[Example]] = {}
+        if "wikitext2_ppl" in ev["tasks"]:
+            self.examples["wikitext2_ppl"] = ppl_examples(tok, ev["wikitext2_ppl"])
+        if "sst2_prompted" in ev["tasks"]:
+            self.examples["sst2_prompted"] = sst2_examples(tok, ev["sst2_prompted"])
+            self.label_ids = tuple(torch.tensor(tok(lab).input_ids) for lab in LABELS)
+        if "needle_long_context" in ev["tasks"]:
+            self.examples["needle_long_context"] = needle_examples(
+                tok, ev["needle_long_context"], model.config.n_positions, ev["wikitext2_ppl"]
+            )
+        self.donor = donor_cache(
+            model,
+            tok,
+            cfg["corruption"]["params"]["donor_prompt"],
+            donor_length(cfg, model.config.n_positions),
+        )
+        self.defenses = self._defenses()
+
+    def _defenses(self) -> dict[str, Defense | None]:
+        cfg, out = self.cfg, {}
+        names = list(cfg["eval"]["defenses"])
+        if cfg["eval"]["no_contr_run_dir"] is not None and "cachemedic_no_contr" not in names:
+            names.append("cachemedic_no_contr")
+        for name in names:
+            if name == "no_defense":
+                out[name] = None
+            elif name in HEURISTICS:
+                out[name] = build_heuristic(name, cfg, self._clean_rms())
+            elif name == "cachemedic":
+                out[name] = load_repair(self.run.path, self.model.device)
+            else:
+                other = cfg["eval"]["no_contr_run_dir"]
+                if other is None:
+                    raise MissingInputError(
+                        "defense cachemedic_no_contr needs eval.no_contr_run_dir (the paired run)"
+                    )
+                out[name] = load_repair(other, self.model.device)
+        return out
+
+    @torch.no_grad()
+    def _clean_rms(self) -> float:
+        """Median clean K/V RMS over the protected layers of the first example (target_rms auto)."""
+        first = next(iter(self.examples.values()))[0]
+        layers = self.cfg["repair"]["protect_layers"]
+        with intervene(self.model, record=layers) as iv:
+            self.model(first.ids.to(self.model.device))
+        return clean_median_rms(iv.records)
+
+    def event_for(self, task: str, kind: str, eps: float, i: int, length: int):
+        """The seeded event example i reads (identical across defenses: paired comparisons)."""
+        if kind == CLEAN:
+            return None
+        persistence = "persistent" if task == "needle_long_context" else "transient"
+        key = (self.cfg["seed"], "eval", task, kind, eps, i)
+        return make_event(
+            self.cfg, kind, eps, key, max_len=length, donor=self.donor, persistence=persistence
+        )
+
+    def run_unit(self, unit: tuple[str, str, float, str]) -> dict[str, Any]:
+        """Per-example results of one unit, its seconds and the tokens it processed."""
+        task, kind, eps, name = unit
+        defense, model = self.defenses[name], self.model
+        rows, tokens = [], 0
+        t0 = time.perf_counter()
+        for i, ex in enumerate(self.examples[task]):
+            length = ex.ids.shape[1]
+            if task == "wikitext2_ppl":
+                event = self.event_for(task, kind, eps, i, length)
+                rows.append(score_ppl(model, ex, event, defense))
+                tokens += length
+            elif task == "sst2_prompted":
+                extra = max(lab.numel() for lab in self.label_ids)
+                event = self.event_for(task, kind, eps, i, length + extra)
+                rows.append(score_sst2(model, ex, event, defense, self.label_ids))
+                tokens += length
+            else:
+                answer = torch.tensor(self.tok(ex.answer).input_ids)
+                event = self.event_for(task, kind, eps, i, length + answer.numel())
+                rows.append(score_needle(model, ex, event, defense, answer, self.tok.eos_token_id))
+                tokens += answer.numel()
+        seconds = time.perf_counter() - t0
+        return {"rows": rows, "seconds": seconds, "tokens": tokens}
+
+
+def eval_run(
+    cfg: Mapping[str, Any],
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = True,
+    config_path: str | os.PathLike | None = None,
+    pause_check_s: float = 0.5,
+) -> dict[str, Any]:
+    """Run (or resume) the eval phase of a trained run; return the task metrics record."""
+    flags = seed_everything(cfg["seed"])
+    if not (Path(run_dir) / "run_record.json").is_file():
+        raise MissingInputError(f"{run_dir} is not a trained run; run cachemedicpp.train first")
+    model, tok = load_model(cfg)
+    run = RunDir.create(
+        run_dir,
+        cfg,
+        phase=PHASE,
+        resume=resume,
+        force=not resume,
+        config_path=config_path,
+        seeds={"seed": cfg["seed"]},
+        determinism=flags,
+        device=cfg["device"],
+    )
+    progress_path = run.path / "metrics" / "eval_progress.json"
+    log_path = run.path / "logs" / "eval.jsonl"
+    with run.running():
+        done: dict[str, Any] = {}
+        if run.resumed and progress_path.is_file():
+            done = json.loads(progress_path.read_text(encoding="utf-8"))["units"]
+        else:
+            log_path.unlink(missing_ok=True)
+        grids = eval_grids(run, cfg)
+        evaluator = Evaluator(run, cfg, model, tok)
+        units = plan_units(cfg, grids, list(evaluator.defenses))
+        hb = Heartbeat(run.path, PHASE, len(units), step=len(done))
+        pause = PauseControl(run.path, PHASE, heartbeat=hb, min_interval_s=pause_check_s)
+        try:
+            for n, unit in enumerate(units, start=1):
+                key = unit_key(unit)
+                if key in done:
+                    continue
+                done[key] = evaluator.run_unit(unit)
+                state = {"config_hash": run.record["config_hash"], "units": done}
+                atomic_write_json(progress_path, state)
+                append_jsonl(log_path, _log_record(run, n, unit, done[key]))
+                hb.beat(len(done), metrics={"unit": key})
+                if len(done) < len(units) and pause.requested():
+                    ack = pause.acknowledge(len(done), progress_path)
+                    raise Paused(
+                        f"paused after {len(done)}/{len(units)} eval units (ack {ack}); "
+                        "rerun to resume"
+                    )
+        except Paused:
+            raise
+        except BaseException as exc:
+            hb.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        record = {
+            "run_id": run.record["run_id"],
+            "config_hash": run.record["config_hash"],
+            "metrics": summarize(cfg, units, done, evaluator.examples),
+            "settings": {
+                "grids": grids,
+                "defenses": list(evaluator.defenses),
+                "tasks": list(cfg["eval"]["tasks"]),
+                "examples": {t: len(x) for t, x in evaluator.examples.items()},
+                "bootstrap": cfg["eval"]["bootstrap"],
+            },
+        }
+        atomic_write_json(run.file("metrics", "task_metrics.json"), record)
+        hb.set_status("complete", step=len(done))
+        for name in (
+            "metrics/task_metrics.json",
+            "metrics/eval_progress.json",
+            "logs/eval.jsonl",
+            "logs/eval_heartbeat.json",
+            "logs/eval_heartbeat.jsonl",
+        ):
+            run.register_artifact(name)
+    return record
+
+
+def _log_record(
+    run: RunDir, step: int, unit: tuple[str, str, float, str], result: Mapping[str, Any]
+) -> dict[str, Any]:
+    task, kind, eps, defense = unit
+    return {
+        "run_id": run.record["run_id"],
+        "phase": PHASE,
+        "timestamp_utc": utc_now(),
+        "step": step,
+        "task": task,
+        "defense": defense,
+        "corruption": {"type": kind, "epsilon": eps},
+        "examples": len(result["rows"]),
+        "seconds": result["seconds"],
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    """Load and resolve the config, then evaluate."""
+    cfg = load_run_config(args.config, args.overrides)
+    record = eval_run(cfg, args.run_dir, resume=args.resume, config_path=args.config)
+    n = len(record["metrics"]["cells"])
+    print(f"cachemedicpp.eval: {n} cells -> {Path(args.run_dir) / 'metrics/task_metrics.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m cachemedicpp.eval`."""
+    p = argparse.ArgumentParser(
+        prog="cachemedicpp.eval",
+        description="Evaluate defenses over the corruption grid on a trained CacheMedic++ run.",
+    )
+    p.add_argument("--config", required=True, help="the YAML config the run was trained with")
+    p.add_argument("--run_dir", required=True, help="the trained run directory")
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue an unfinished eval phase (default); --no-resume restarts it",
+    )
+    p.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.sst2_prompted.n=20")
+    return p
+
+
+if __name__ == "__main__":
+    run_cli(build_parser(), main)

@@ -1,0 +1,200 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from cachemedicpp.config import resolve, schema
+from cachemedicpp.eval import eval_run
+from cachemedicpp.eval_metrics import recovery, unit_key
+from cachemedicpp.heuristics import Heuristic
+from cachemedicpp.modeling import load_model
+from cachemedicpp.tasks import ppl_examples, score_ppl
+from cachemedicpp.train import train_run
+from labkit.config import validate
+from labkit.control import request_pause
+from labkit.errors import MissingInputError, Paused
+from labkit.jsonl import read_jsonl
+
+EVAL = {
+    "tasks": ["wikitext2_ppl", "sst2_prompted", "needle_long_context"],
+    "corruption_eval": ["gaussian", "dropout_zero"],
+    "eps": [0.0, 0.08],
+    "use_calibrated_grid": False,
+    "wikitext2_ppl": {
+        "dataset": "local:stories@test",
+        "dataset_config": None,
+        "split": "test",
+        "window": 64,
+        "stride": 32,
+        "max_windows": 3,
+    },
+    "sst2_prompted": {"dataset": "local:sentiment", "dataset_config": None, "n": 6},
+    "needle_long_context": {"dataset": "local:needle", "n": 2, "max_tokens": 250},
+    "bootstrap": {"n_resamples": 200},
+}
+
+
+def config(model_dir, **eval_over):
+    raw = {
+        "seed": 7,
+        "threads": 1,
+        "model": {"name": str(model_dir)},
+        "data": {"dataset": "local:stories@test", "prefix_tokens": 48},
+        "corruption": {"axes": {"head_mode": "all", "n_recent": 8}},
+        "repair": {"rank": 4, "protect_layers": [0, 1]},
+        "loss": {"kd_positions": 16},
+        "train": {"steps": 2, "log_every": 1, "checkpoint_every": 2, "lr": 0.01},
+        "eval": {**EVAL, **eval_over},
+    }
+    return resolve(raw)
+
+
+@pytest.fixture(scope="module")
+def trained(model_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train_run(config(model_dir), run)
+    return run
+
+
+def copy_run(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def strip_timing(metrics):
+    for cell in metrics["cells"]:
+        for key in ("tokens_per_s", "throughput_ratio"):
+            cell.pop(key)
+    return metrics
+
+
+def test_ppl_cell_equals_manual_nll(model_dir):
+    cfg = config(model_dir)
+    model, tok = load_model(cfg)
+    examples = ppl_examples(tok, cfg["eval"]["wikitext2_ppl"])
+    rows = [score_ppl(model, ex, None, None) for ex in examples]
+    ppl = math.exp(sum(r["nll"] for r in rows) / sum(r["n"] for r in rows))
+    nll, count = 0.0, 0
+    for ex in examples:
+        logits = model(ex.ids).logits[0, ex.score_from - 1 : -1]
+        nll += F.cross_entropy(logits, ex.ids[0, ex.score_from :], reduction="sum").item()
+        count += ex.ids.shape[1] - ex.score_from
+    assert ppl == pytest.approx(math.exp(nll / count), rel=1e-6)
+    assert all(r["kl"] == pytest.approx(0, abs=1e-6) and r["top1"] == r["n"] for r in rows)
+
+
+def test_heuristics_touch_only_their_region():
+    x = torch.randn(1, 2, 5, 4)
+    region = torch.zeros(1, 2, 5, 1, dtype=torch.bool)
+    region[:, :, 1:3] = True
+    for name in ("reset_clear", "smoothing", "masking_dropout", "clipping_renorm"):
+        h = Heuristic(name, None, False, dropout_p=0.5, clip_value=0.5, target_rms=2.0, seed=1)
+        for out in h(0, x, x, region):
+            assert torch.equal(out[:, :, [0, 3, 4]], x[:, :, [0, 3, 4]]), name
+            assert not torch.equal(out[:, :, 1:3], x[:, :, 1:3]), name
+        k = h(0, x, x, region)[0]
+        assert torch.equal(k, h(0, x, x, region)[0]), name  # seeded: the same read, same result
+    h = Heuristic("clipping_renorm", None, False, clip_value=0.5, target_rms=2.0)
+    k, _ = h(0, x, x, region)
+    rms = k[:, :, 1:3].pow(2).mean(-1).sqrt()
+    assert torch.allclose(rms, torch.full_like(rms, 2.0))
+
+
+def test_recovery_definition():
+    assert recovery("wikitext2_ppl", none=12.0, defended=11.0, clean=10.0) == pytest.approx(0.5)
+    assert recovery("wikitext2_ppl", none=10.05, defended=10.0, clean=10.0) is None
+    assert recovery("sst2_prompted", none=0.5, defended=0.7, clean=0.9) == pytest.approx(0.5)
+
+
+def test_eval_writes_metrics_and_resume_mid_grid_is_identical(model_dir, trained, tmp_path):
+    cfg = config(model_dir)
+    straight = copy_run(trained, tmp_path / "straight")
+    record = eval_run(cfg, straight)
+    validate(record, schema("metric_record"))
+    cells = record["metrics"]["cells"]
+    defenses = {
+        "no_defense",
+        "reset_clear",
+        "smoothing",
+        "masking_dropout",
+        "clipping_renorm",
+        "cachemedic",
+    }
+    assert {c["defense"] for c in cells} == defenses
+    assert len(cells) == 3 * 6 * 3  # 3 tasks x 6 defenses x (clean + 2 types at eps .08)
+    clean = [c for c in cells if c["type"] == "clean" and c["defense"] == "no_defense"]
+    assert all(c["ci"]["low"] <= c["value"] <= c["ci"]["high"] for c in clean)
+    none_reg = record["metrics"]["clean_regression"]["wikitext2_ppl"]["no_defense"]
+    assert none_reg == 0
+    gate = record["metrics"]["needle_gate"]
+    assert gate["passed"] == (gate["clean_accuracy"] >= 0.9)
+    assert (gate["passed"]) == ("needle_long_context" in record["metrics"]["aggregated_tasks"])
+    for name in (
+        "metrics/task_metrics.json",
+        "metrics/eval_progress.json",
+        "logs/eval.jsonl",
+        "logs/eval_heartbeat.json",
+    ):
+        assert (straight / name).is_file(), name
+    assert len(read_jsonl(straight / "logs" / "eval.jsonl").records) == len(cells)
+    indexed = {
+        a["relative_path"]
+        for a in json.loads((straight / "run_record.json").read_text())["artifact_index"]
+    }
+    assert "metrics/task_metrics.json" in indexed
+
+    paused = copy_run(trained, tmp_path / "paused")
+    request_pause(paused)
+    with pytest.raises(Paused):
+        eval_run(cfg, paused, pause_check_s=0)
+    progress = json.loads((paused / "metrics" / "eval_progress.json").read_text())
+    assert 0 < len(progress["units"]) < len(cells)
+    resumed = eval_run(cfg, paused)
+    assert strip_timing(resumed["metrics"]) == strip_timing(record["metrics"])
+    assert len(read_jsonl(paused / "logs" / "eval.jsonl").records) == len(cells)
+    key = unit_key(("wikitext2_ppl", "clean", 0.0, "no_defense"))
+    assert key in progress["units"]
+
+
+def test_eval_refuses_an_untrained_run(model_dir, tmp_path):
+    with pytest.raises(MissingInputError):
+        eval_run(config(model_dir), tmp_path / "nothing")
+
+
+def test_filler_needles_fit_their_budget_and_hold_the_answer(model_dir):
+    from transformers import AutoTokenizer
+
+    from cachemedicpp.tasks import needle_examples
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    spec = {"dataset": None, "n": 3, "max_tokens": 120, "depth": 0.35}
+    ppl = {
+        "dataset": "local:stories@test",
+        "dataset_config": None,
+        "split": "test",
+        "text_field": "text",
+    }
+    first = needle_examples(tok, spec, 256, ppl)
+    again = needle_examples(tok, spec, 256, ppl)
+    for ex, ex2 in zip(first, again, strict=True):
+        answer = tok(ex.answer).input_ids
+        assert ex.ids.shape[1] + len(answer) <= 120
+        assert torch.equal(ex.ids, ex2.ids) and ex.answer == ex2.answer  # seeded
+        text = ex.ids[0].tolist()
+        assert any(text[i : i + len(answer)] == answer for i in range(len(text)))
+    assert len({ex.answer for ex in first}) == 3
+
+
+def test_units_cover_the_grid_once_and_ood_evaluates_the_held_out_type(model_dir):
+    from cachemedicpp.eval import eval_types, plan_units
+
+    cfg = config(model_dir)
+    grids = {"gaussian": [0.0, 0.08], "dropout_zero": [0.0, 0.08]}
+    units = plan_units(cfg, grids, ["no_defense", "cachemedic"])
+    assert len(units) == len(set(units)) == 3 * 2 * 3
+    assert sum(u[1] == "clean" for u in units) == 3 * 2  # eps 0 once per (task, defense)
+    ood = resolve(cfg, ["eval.ood_protocol=loto_holdout_gaussian"])
+    assert eval_types(ood) == ["gaussian"]

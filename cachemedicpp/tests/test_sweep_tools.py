@@ -1,0 +1,167 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cachemedicpp import prefetch, watch
+from cachemedicpp.config import PROJECT
+from cachemedicpp.sweep import ablation, load_plan
+from labkit.errors import ConfigError, MissingInputError
+
+LOCKED_SWEEPS = ("full_matrix_local", "seedrep_local", "full_gpt2_matrix", "ood_loto_all")
+
+
+def tiny_base(model_dir):
+    return {
+        "seed": 5,
+        "threads": 1,
+        "model": {"name": str(model_dir)},
+        "data": {"dataset": "local:stories@test", "prefix_tokens": 48},
+        "corruption": {"axes": {"head_mode": "all", "n_recent": 8}},
+        "repair": {"rank": 4, "protect_layers": [0, 1]},
+        "loss": {"kd_positions": 16},
+        "train": {"steps": 2, "log_every": 1, "checkpoint_every": 2},
+        "eval": {
+            "tasks": ["wikitext2_ppl"],
+            "corruption_eval": ["gaussian"],
+            "eps": [0.0, 0.16],
+            "use_calibrated_grid": False,
+            "wikitext2_ppl": {
+                "dataset": "local:stories@test",
+                "dataset_config": None,
+                "window": 64,
+                "stride": 32,
+                "max_windows": 2,
+            },
+            "bootstrap": {"n_resamples": 100},
+        },
+        "stability": {
+            "prompts": 1,
+            "prompt_tokens": 40,
+            "delta_norms": [0.0, 1.0],
+            "directions": 1,
+            "top_k": 10,
+        },
+    }
+
+
+@pytest.mark.parametrize("name", LOCKED_SWEEPS)
+def test_locked_sweep_configs_expand_and_validate(name):
+    plan = load_plan(PROJECT / "configs" / f"{name}.yaml")
+    assert plan.name == name and len(plan.runs) >= 6
+    assert len({r.config_hash for r in plan.runs}) == len(plan.runs)
+
+
+def test_seedrep_pairs_three_seeds():
+    plan = load_plan(PROJECT / "configs" / "seedrep_local.yaml")
+    runs = {r.name: r.config for r in plan.runs}
+    for seed in (1234, 2026, 2027):
+        assert runs[f"s{seed}_no_contr"]["loss"]["lambda_contr"] == 0
+        assert runs[f"s{seed}_contr"]["eval"]["no_contr_run_dir"] == f"s{seed}_no_contr"
+        assert runs[f"s{seed}_contr"]["seed"] == seed
+
+
+def test_sweep_refuses_a_bad_override_before_any_run(tmp_path, model_dir):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_base(model_dir)))
+    (tmp_path / "s.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "sweep_name": "bad",
+                "base_config": "base.yaml",
+                "runs": [{"overrides": ["repair.rnak=3"]}],
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="rnak"):
+        load_plan(tmp_path / "s.yaml")
+
+
+def test_sweep_runs_pairs_pauses_and_summarises(tmp_path, model_dir):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_base(model_dir)))
+    sweep = {
+        "sweep_name": "pair",
+        "base_config": "base.yaml",
+        "entry": "cachemedicpp.sweep:run_one",
+        "runs": [
+            {"name": "nc", "overrides": ["loss.lambda_contr=0.0"]},
+            {"name": "c", "overrides": ["eval.no_contr_run_dir=nc"]},
+        ],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(sweep))
+    out = tmp_path / "out"
+    (out / "pair" / "control").mkdir(parents=True)
+    (out / "pair" / "control" / "pause.request").write_text("test")
+    cmd = [
+        sys.executable,
+        "-m",
+        "cachemedicpp.sweep",
+        "--sweep_config",
+        str(tmp_path / "s.yaml"),
+        "--out_root",
+        str(out),
+    ]
+    paused = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
+    assert paused.returncode == 75, paused.stderr
+    done = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "pair_summary.json").read_text())
+    assert summary["status"] == "complete" and summary["counts"]["complete"] == 2
+    result = {r["name"]: r["result"] for r in summary["runs"]}
+    assert "cachemedic_no_contr" in result["c"]["mean_auc"]
+    assert "cachemedic_no_contr" not in result["nc"]["mean_auc"]
+    for name in ("paper/figures/figA_score_vs_eps.png", "metrics/stability_metrics.json"):
+        assert (out / "pair" / "c" / name).is_file()
+    abl = json.loads((out / "pair" / "ablation_summary.json").read_text())
+    assert abl["seeds"] == [5] and len(abl["auc_gain"]["values"]) == 1
+    assert abl["auc_gain"]["effect_claimed"] is False  # one seed: no CI, no claim
+
+
+def test_ablation_claims_only_when_the_ci_excludes_the_null():
+    def run(seed, gain):
+        return {
+            "seed": seed,
+            "mean_auc": {"cachemedic": 0.5 + gain, "cachemedic_no_contr": 0.5},
+            "sensitivity_at_max_delta": {"cachemedic": 1.0, "cachemedic_no_contr": 1.0 + gain},
+        }
+
+    clear = ablation({str(i): run(i, 0.1 + 0.01 * i) for i in range(5)}, seed=0)
+    assert clear["auc_gain"]["effect_claimed"] is True
+    noisy = ablation({str(i): run(i, g) for i, g in enumerate([-0.1, 0.1, -0.05, 0.06])}, seed=0)
+    assert noisy["auc_gain"]["effect_claimed"] is False
+
+
+def test_prefetch_resolves_targets_and_reports_offline(monkeypatch, model_dir, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    names = [t.name for t in prefetch.targets([], [])]
+    assert names == ["gpt2-medium", "gpt2-large"]
+    ts = prefetch.targets(["configs/mve.yaml"], ["gpt2-medium", "gpt2@abc", str(model_dir)])
+    assert [(t.name, t.revision) for t in ts] == [
+        ("gpt2-medium", None),
+        ("gpt2", "abc"),
+        (str(model_dir), None),
+    ]
+    with pytest.raises(ConfigError):
+        prefetch.parse_model("gpt2@")
+    args = prefetch.build_parser().parse_args(["--model", str(model_dir), "--model", "gpt2@abc"])
+    with pytest.raises(MissingInputError, match="gpt2@abc"):
+        prefetch.main(args)
+    out = capsys.readouterr().out
+    assert f"ok      {model_dir}" in out and "MISSING gpt2@abc" in out and "HF_HUB_OFFLINE" in out
+
+
+def test_watch_shows_every_phase_heartbeat(tmp_path, capsys):
+    from labkit.heartbeat import Heartbeat
+
+    for phase, total in (("train", 10), ("eval", 4)):
+        hb = Heartbeat(tmp_path, phase, total)
+        hb.beat(total)
+        hb.set_status("complete", step=total)
+    args = watch.build_parser().parse_args(
+        ["--run_dir", str(tmp_path), "--follow", "--stop_on_terminal", "--interval", "0.01"]
+    )
+    assert watch.build_parser().prog == "cachemedicpp.watch"
+    assert watch.watch.main(args) == 0  # --stop_on_terminal: returns once all phases are done
+    out = capsys.readouterr().out
+    assert "train" in out and "10/10" in out and "eval" in out and "4/4" in out
