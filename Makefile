@@ -9,7 +9,7 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test lint demo demo-labkit demo-cachemedicpp demo-esper demo-dream clean-venv
+.PHONY: setup test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream clean-venv
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest
 
-demo: $(STAMP) demo-labkit demo-cachemedicpp demo-esper demo-dream
+demo: $(STAMP) demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream
 
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
@@ -48,6 +48,16 @@ demo-cachemedicpp: $(STAMP)
 	  for phase in train eval stability; do \
 	    ../$(PY) -m cachemedicpp.$$phase --config configs/mve_local.yaml --run_dir $$out $(CMPP_DEMO) || exit $$?; done && \
 	  ../$(PY) -m cachemedicpp.plots --run_dir $$out && echo "figures: cachemedicpp/$$out/paper/figures"
+
+# AvalancheLLM: the local pipeline, phases 0-8, for the INSTRUCT role (about a minute once the zoo is built).
+AV_PHASES := phase0_validate_env phase1_calibrate phase2_gain_grid phase2_select_gstar phase3_extract_rasters \
+  phase4_run_nulls phase5_analyze_and_export phase6_generalize_b_metrics phase6_arc_mcq_eval phase7_paper_export \
+  phase8_release
+demo-avalanche: $(STAMP)
+	cd avalanche_llm && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
+	  for p in $(AV_PHASES); do ../$(PY) -m avalanche_llm $$p --config configs/pipeline_local.yaml --out_root $$out || exit $$?; done && \
+	  echo "AvalancheLLM tables:" && find $$out -path '*/tables/*.csv' | sort && \
+	  echo "AvalancheLLM figures:" && find $$out -path '*/figs/*.png' | sort
 
 # Esper: one local heuristic episode on each task (the LM task first builds local:tiny-gpt2 for its tokenizer).
 demo-esper: $(STAMP)

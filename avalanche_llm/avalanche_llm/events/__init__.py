@@ -1,0 +1,1 @@
+"""Events: standardised activations, spike definitions, and rate-matched thresholds."""

@@ -1,0 +1,1 @@
+"""Models: loading on one device, MLP hooks that capture u, gain interventions, batched forward passes."""

@@ -1,0 +1,247 @@
+"""The phase framework: resolve, find upstream runs, pick the run id, create the run, run the phase."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from avalanche_llm.config import ResolvedConfig
+from avalanche_llm.io.artifacts import RECORD, RunArtifacts, StageRun, read_record
+from avalanche_llm.io.jsonl import log_event
+from avalanche_llm.run_id import make_run_id
+from labkit.determinism import determinism_flags, seed_everything
+from labkit.errors import ConfigError, MissingInputError, RunExistsError
+from labkit.heartbeat import Heartbeat
+
+if TYPE_CHECKING:
+    from avalanche_llm.model.loader import LoadedModel
+    from avalanche_llm.slices import Slice
+
+
+@dataclass
+class PhaseContext:
+    """Everything a phase needs: resolved config, its run (None for dry runs/phase 0), upstream runs."""
+
+    subcommand: str
+    stage_tag: str
+    config: ResolvedConfig
+    run_id: str
+    out_root: Path
+    deps: dict[str, RunArtifacts]
+    args: argparse.Namespace
+    run: StageRun | None = None
+    _models: dict[str, LoadedModel] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        """The resolved config as a dict."""
+        return self.config.data
+
+    @property
+    def pipeline(self) -> dict[str, Any]:
+        """The `pipeline` section (every CANON constant as a lower-case key)."""
+        return self.cfg["pipeline"]
+
+    @property
+    def role(self) -> str:
+        """The model role of this run (INSTRUCT or BASE)."""
+        return self.cfg["runtime"]["model_role"]
+
+    def const(self, name: str) -> Any:
+        """Constant `NAME` as this config sets it (`pipeline.<name>`, default CANON.CONST.<NAME>)."""
+        return self.pipeline[name.lower()]
+
+    def model(self, role: str | None = None) -> LoadedModel:
+        """The model of `role` (this run's by default) on the configured device and dtype, loaded once."""
+        from avalanche_llm.model.loader import load_model
+
+        role = role or self.role
+        if role not in self._models:
+            rt = self.cfg["runtime"]
+            self._models[role] = load_model(
+                self.cfg["models"][role]["hf_id"], rt["device"], rt["dtype"], rt["local_hint"]
+            )
+        return self._models[role]
+
+    def config_for_role(self, role: str) -> ResolvedConfig:
+        """This run's config resolved for another model role (same file, device, dtype, overrides).
+
+        Its `sha256` finds that role's runs: `find_dependencies(needs, ctx.out_root, cfg.sha256, [])`.
+        """
+        from avalanche_llm.config import resolve_config
+
+        rt = self.cfg["runtime"]
+        return resolve_config(
+            self.config.source,
+            model_role=role,
+            device=rt["device"],
+            dtype=rt["dtype"],
+            overrides=self.config.overrides,
+        )
+
+    def require_inputs(self, *dataset_roles: str) -> None:
+        """Load this run's model and open the named data sets now, so a missing one fails before work."""
+        from avalanche_llm.slices import dataset_split
+
+        self.model()
+        for role in dataset_roles:
+            ds = self.cfg["datasets"][role]
+            dataset_split(ds["id"], ds["config"], ds["split"], self.cfg["runtime"]["local_hint"])
+
+    def drop_model(self, role: str) -> None:
+        """Forget a loaded model so its memory can be freed."""
+        self._models.pop(role, None)
+
+    def slice(self, name: str, *, anchor: str | None = None, verify: str | None = None) -> Slice:
+        """Data slice `name` (see slices.SLICES), drawn with the S01 run id as anchor.
+
+        `verify` names a dependency stage whose recorded slice must hash alike (else exit 3).
+        """
+        from avalanche_llm.slices import draw_slice, verify_slice
+
+        anchor = anchor or self.deps["S01"].run_id
+        lm = self.model()
+        sl = draw_slice(self.cfg, name, anchor, lm.tokenizer, lm.d_ff)
+        if verify is not None:
+            verify_slice(sl, self.deps[verify])
+        return sl
+
+    def log(self, event: str, **fields: Any) -> None:
+        """Append an event to the run's JSONL log (no-op without a run directory)."""
+        if self.run is not None:
+            log_event(self.run.path, event, **fields)
+
+    def heartbeat(self, total: int) -> Heartbeat:
+        """A heartbeat for this phase in the run's logs/ (use as a context manager)."""
+        assert self.run is not None, "heartbeats need a run directory"
+        return Heartbeat(self.run.path, self.subcommand, total, min_interval_s=2.0)
+
+
+def setup_determinism(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Seed everything from BOOTSTRAP_SEED, force deterministic kernels, no TF32; return the flags."""
+    pipeline, runtime = cfg["pipeline"], cfg["runtime"]
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = pipeline["cublas_workspace_config"]
+    if runtime["torch_threads"]:
+        torch.set_num_threads(runtime["torch_threads"])
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    seed_everything(pipeline["bootstrap_seed"], deterministic=True)
+    return {
+        **determinism_flags(pipeline["bootstrap_seed"]),
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+    }
+
+
+def check_environment(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The transformers pin (fatal when STRICT_GATES) and the device; returns what was found."""
+    import transformers
+
+    pin = cfg["pipeline"]["transformers_version_pin"]
+    ok = transformers.__version__ == pin
+    if not ok and cfg["pipeline"]["strict_gates"]:
+        raise ConfigError(
+            f"transformers {transformers.__version__} installed, pipeline pins {pin} "
+            "(STRICT_GATES; set pipeline.strict_gates=false to record it instead)"
+        )
+    if cfg["runtime"]["device"] == "cuda" and not torch.cuda.is_available():
+        raise MissingInputError("--device cuda but no CUDA device is available (use --device cpu)")
+    return {"transformers": transformers.__version__, "pin": pin, "pin_ok": ok}
+
+
+def _candidates(out_root: Path) -> list[Path]:
+    return sorted(p for p in out_root.glob("RUN_*") if (p / RECORD).is_file())
+
+
+def find_dependencies(
+    needs: Sequence[str], out_root: Path, config_sha256: str, explicit: Sequence[str]
+) -> dict[str, RunArtifacts]:
+    """Upstream runs by stage tag: `--dep` ids first, else the one complete run with this config hash."""
+    deps: dict[str, RunArtifacts] = {}
+    for run_id in explicit:
+        path = out_root / run_id
+        if not (path / RECORD).is_file():
+            raise MissingInputError(f"--dep {run_id}: no run directory {path}")
+        dep = RunArtifacts(path)
+        if dep.stage_tag not in needs:
+            raise ConfigError(f"--dep {run_id} is a {dep.stage_tag} run; this phase needs {needs}")
+        if dep.record["stage_status"] != "complete":
+            raise MissingInputError(f"--dep {run_id} is {dep.record['stage_status']}, not complete")
+        if dep.stage_tag in deps:
+            raise ConfigError(f"two --dep runs given for stage {dep.stage_tag}")
+        deps[dep.stage_tag] = dep
+    for tag in needs:
+        if tag in deps:
+            continue
+        matches = [
+            p
+            for p in _candidates(out_root)
+            if (rec := read_record(p))["stage_tag"] == tag
+            and rec["hashes"]["config_sha256"] == config_sha256
+            and rec["stage_status"] == "complete"
+        ]
+        if not matches:
+            raise MissingInputError(
+                f"no complete {tag} run with config hash {config_sha256[:12]} under {out_root}; "
+                f"run that phase first (or name one with --dep)"
+            )
+        if len(matches) > 1:
+            names = ", ".join(p.name for p in matches)
+            raise ConfigError(f"several complete {tag} runs match ({names}); pick one with --dep")
+        deps[tag] = RunArtifacts(matches[0])
+    return deps
+
+
+def execute(
+    subcommand: str, module: ModuleType, config: ResolvedConfig, args: argparse.Namespace
+) -> int:
+    """Run one phase end to end with the contract's checks and exit codes; returns 0."""
+    started = time.monotonic()
+    out_root = Path(args.out_root)
+    stage = module.STAGE
+    determinism = setup_determinism(config.data)
+    env = check_environment(config.data)
+    deps = find_dependencies(module.NEEDS, out_root, config.sha256, getattr(args, "dep", []))
+    run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
+    ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
+    if module.PRODUCES_RUN and (out_root / run_id).exists() and not args.allow_resume:
+        raise RunExistsError(f"run directory {out_root / run_id} exists; nothing was changed")
+    if hasattr(module, "check"):
+        module.check(ctx)
+    if args.dry_run or not module.PRODUCES_RUN:
+        if not module.PRODUCES_RUN and not args.dry_run:
+            module.run(ctx)
+        plan = f"would create {out_root / run_id}" if module.PRODUCES_RUN else "no run directory"
+        print(f"{subcommand}: ok ({'dry run; ' if args.dry_run else ''}{plan})")
+        return 0
+    out_root.mkdir(parents=True, exist_ok=True)
+    run = StageRun.create(
+        out_root,
+        run_id,
+        config=config,
+        phase_id=subcommand,
+        stage_tag=stage,
+        dependencies=list(deps.values()),
+        determinism=determinism,
+        allow_resume=args.allow_resume,
+        started=started,
+    )
+    ctx.run = run
+    run.update(versions={"transformers_pin_ok": env["pin_ok"]})
+    run.set_status("running")
+    try:
+        module.run(ctx)
+    except BaseException as exc:
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    run.set_status("complete")
+    print(f"{subcommand}: complete -> {run.path}")
+    return 0

@@ -1,0 +1,119 @@
+"""Phases 1-8 on test-size zoo models: outputs complete, exports rebuilt from saved artifacts only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from avalanche_llm import canon
+from avalanche_llm.config import ResolvedConfig
+from avalanche_llm.export_s05 import export
+from avalanche_llm.io.artifacts import RunArtifacts, StageRun
+from avalanche_llm.release import verify_run, verify_zip
+from avalanche_llm.runs import PhaseContext
+from avalanche_llm.tests.local_cli import local_args, run
+from labkit.config import parse_yaml
+from labkit.errors import ConfigError
+
+PHASES = (
+    "phase1_calibrate",
+    "phase2_gain_grid",
+    "phase2_select_gstar",
+    "phase3_extract_rasters",
+    "phase4_run_nulls",
+    "phase5_analyze_and_export",
+    "phase6_generalize_b_metrics",
+    "phase6_arc_mcq_eval",
+    "phase7_paper_export",
+    "phase8_release",
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, zoo_test_model) -> tuple[Path, list[str]]:
+    """One INSTRUCT run of every phase into a fresh out root; returns it and the CLI arguments."""
+    models = {"INSTRUCT": zoo_test_model("tiny-llama"), "BASE": zoo_test_model("tiny-gpt2")}
+    out = tmp_path_factory.mktemp("runs")
+    args = [*local_args(models, "datasets.ARC_MCQ.max_items=40"), "--out_root", str(out)]
+    for phase in PHASES:
+        assert run(phase, *args) == 0, phase
+    return out, args
+
+
+def only(out: Path, tag: str) -> RunArtifacts:
+    """The single run of stage `tag` under `out`."""
+    (path,) = [p for p in out.glob(f"RUN_{tag}_*") if p.name.split("_")[1] == tag]
+    return RunArtifacts(path)
+
+
+def test_every_table_and_figure_is_there_and_complete(pipeline):
+    out, _ = pipeline
+    s05, s06b, s06arc, s07 = (only(out, t) for t in ("S05", "S06B", "S06ARC", "S07"))
+    t01 = s05.read_parquet(f"{canon.output('TABLE.T01_SUMMARY')}.parquet")
+    assert len(t01) == 2 * 2 * 3  # spike definitions x rates x gains
+    assert not t01[["b_tot", "delta_b_tot_perm", "chi"]].isna().any().any()
+    assert len(s06b.read_parquet(f"{canon.output('TABLE.T02_GENERALIZATION')}.parquet")) == 8
+    t03 = s06arc.read_parquet(f"{canon.output('TABLE.T03_ARC')}.parquet")
+    assert len(t03) == 8 and (t03["n_items"] == 40).all()
+    t07 = s07.read_parquet(f"{canon.output('TABLE.T07_REPLICATION_SUMMARY')}.parquet")
+    assert len(t07) == 4 and t07["gstar_BASE"].isna().all()  # BASE was not run here
+    pngs = {p.stem for r in (s05, s06b, s06arc) for p in r.path.glob("figs/**/*.png")}
+    assert pngs == {f"fig_{f}" for f in canon.registry()["OUTPUT"]["FIGURE"]}
+    claims = (s07.path / "paper" / "claims_INSTRUCT.md").read_text()
+    assert f"`{s05.run_id}/tables/table_T01_SUMMARY.parquet`" in claims
+
+
+def test_rerun_of_a_finished_phase_exits_4(pipeline):
+    _, args = pipeline
+    assert run("phase5_analyze_and_export", *args) == 4
+    assert run("phase8_release", *args) == 4
+
+
+def test_phase5_exports_rebuild_byte_identically_from_saved_artifacts(pipeline, tmp_path):
+    out, _ = pipeline
+    s05 = only(out, "S05")
+    copy = tmp_path / s05.run_id
+    shutil.copytree(s05.path, copy)
+    exported = [p.relative_to(copy) for d in ("tables", "figs") for p in (copy / d).rglob("*.*")]
+    for rel in exported:
+        (copy / rel).unlink()
+    record = dict(s05.record)
+    keep = {rel.as_posix() for rel in exported}
+    record["artifact_index"] = [
+        e for e in record["artifact_index"] if e["relative_path"] not in keep
+    ]
+    text = (copy / "config_resolved.yaml").read_text()
+    config = ResolvedConfig(parse_yaml(text), text, record["hashes"]["config_sha256"], copy)
+    deps = {d["stage_tag"]: RunArtifacts(out / d["relative_path"]) for d in record["dependencies"]}
+    ctx = PhaseContext(
+        "phase5_analyze_and_export",
+        "S05",
+        config,
+        s05.run_id,
+        out,
+        deps,
+        None,
+        run=StageRun(copy, record),
+    )
+    export(ctx)  # no model: only results/ of this run and its upstream artifacts are read
+    assert len(exported) == 4 * 2 + 9 * 2  # T01, T04-T06 (csv, parquet); 9 figures (pdf, png)
+    for rel in exported:
+        assert (copy / rel).read_bytes() == (s05.path / rel).read_bytes(), rel
+
+
+def test_release_pack_verifies_and_tampering_is_caught(pipeline, tmp_path):
+    out, _ = pipeline
+    s08 = only(out, "S08")
+    n = verify_zip(s08.path / f"{canon.lookup('CANON.ID.PACK_NAME')}.zip", "MANIFEST.sha256")
+    assert n == len((s08.path / "MANIFEST.sha256").read_text().splitlines())
+    copy = tmp_path / "S05"
+    shutil.copytree(only(out, "S05").path, copy)
+    metrics = copy / canon.output("METRICS_PARQUET")
+    frame = pd.read_parquet(metrics)
+    frame.loc[0, "b_tot"] += 1.0
+    frame.to_parquet(metrics)
+    with pytest.raises(ConfigError, match="sha256 mismatch"):
+        verify_run(RunArtifacts(copy))
