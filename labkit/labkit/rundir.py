@@ -88,7 +88,8 @@ class RunDir:
     """One run's directory and its record; create it with `RunDir.create`, reopen with `RunDir.open`."""
 
     def __init__(self, path: str | os.PathLike, phase: str = "main", *, resumed: bool = False):
-        self.path = Path(path)
+        # Absolute, so paths built from it stay valid whatever the caller joins them with.
+        self.path = Path(path).absolute()
         self.phase = phase
         self.resumed = resumed  # True when this phase continues from an earlier, unfinished attempt
         self._record: dict[str, Any] | None = None

@@ -99,3 +99,12 @@ def test_register_artifact_replaces_entry(tmp_path):
 def test_open_requires_record(tmp_path):
     with pytest.raises(MissingInputError):
         RunDir.open(tmp_path)
+
+
+def test_relative_run_dir_paths_built_from_run_path_register(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = RunDir.create("runs/rel", CFG)
+    fig = run.path / "figures" / "f.png"
+    fig.parent.mkdir()
+    fig.write_bytes(b"png")
+    assert run.register_artifact(fig)["relative_path"] == "figures/f.png"

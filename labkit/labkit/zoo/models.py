@@ -43,7 +43,7 @@ SHAPES = {
 }
 
 # Short-to-long: needle-format facts a few dozen tokens back teach the copy, longer stages stretch it;
-# sentiment and MCQ answers are dense throughout (each skill appears only after ~10^4 answers).
+# sentiment and MCQ answers are dense throughout (sentiment alone took ~2e4 answers to appear).
 SCHEDULES = {
     "default": Schedule(
         stages=(
@@ -68,9 +68,9 @@ SCHEDULES = {
     ),
     "test": Schedule(
         stages=(
-            Stage(40, 64, 16, lead=(("facts", 0.6), ("sentiment", 0.4)), body=(("stories", 1.0),)),
+            Stage(120, 64, 16, lead=(("facts", 0.6), ("sentiment", 0.4)), body=(("stories", 1.0),)),
             Stage(
-                20, N_POSITIONS, 8,
+                40, N_POSITIONS, 8,
                 lead=(("needle", 0.4), ("mcq", 0.3), ("sentiment", 0.3)),
                 body=(("stories", 0.6), ("sentiment", 0.2), ("mcq", 0.2)),
             ),
