@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
 from cachemedicpp.eval_metrics import CLEAN, summarize, unit_key
 from cachemedicpp.heuristics import HEURISTICS, build_heuristic, clean_median_rms
@@ -297,20 +298,11 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.eval`."""
-    p = argparse.ArgumentParser(
-        prog="cachemedicpp.eval",
-        description="Evaluate defenses over the corruption grid on a trained CacheMedic++ run.",
+    return phase_parser(
+        "eval",
+        "Evaluate defenses over the corruption grid on a trained CacheMedic++ run.",
+        "the trained run directory",
     )
-    p.add_argument("--config", required=True, help="the YAML config the run was trained with")
-    p.add_argument("--run_dir", required=True, help="the trained run directory")
-    p.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue an unfinished eval phase (default); --no-resume restarts it",
-    )
-    p.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.sst2_prompted.n=20")
-    return p
 
 
 if __name__ == "__main__":

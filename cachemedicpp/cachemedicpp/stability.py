@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import Cache, PreTrainedModel
 
+from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_texts, token_stream
 from cachemedicpp.eval import load_repair
@@ -293,20 +294,11 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.stability`."""
-    p = argparse.ArgumentParser(
-        prog="cachemedicpp.stability",
-        description="Logit sensitivity and amplification maps of a trained CacheMedic++ run.",
+    return phase_parser(
+        "stability",
+        "Logit sensitivity and amplification maps of a trained CacheMedic++ run.",
+        "the trained and evaluated run directory",
     )
-    p.add_argument("--config", required=True, help="the YAML config the run was trained with")
-    p.add_argument("--run_dir", required=True, help="the trained and evaluated run directory")
-    p.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue an unfinished stability phase (default); --no-resume restarts it",
-    )
-    p.add_argument("overrides", nargs="*", help="dot-key overrides")
-    return p
 
 
 if __name__ == "__main__":

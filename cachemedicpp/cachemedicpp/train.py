@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cachemedicpp.calibration import calibrate
+from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_stream
 from cachemedicpp.mixture import donor_cache, eps_grids, make_event, ood_split, train_mix
@@ -138,20 +139,11 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.train`."""
-    p = argparse.ArgumentParser(
-        prog="cachemedicpp.train",
-        description="Train R_phi by self-distillation on a frozen GPT-2-family model.",
+    return phase_parser(
+        "train",
+        "Train R_phi by self-distillation on a frozen GPT-2-family model.",
+        "run directory to create or resume",
     )
-    p.add_argument("--config", required=True, help="YAML run config, e.g. configs/mve_local.yaml")
-    p.add_argument("--run_dir", required=True, help="run directory to create or resume")
-    p.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue an unfinished train phase (default); --no-resume restarts it",
-    )
-    p.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. train.steps=50")
-    return p
 
 
 if __name__ == "__main__":
