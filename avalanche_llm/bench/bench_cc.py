@@ -11,8 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-from avalanche_llm.avalanches import label
 from avalanche_llm.io.npz import load_npz
+from avalanche_llm.raster.cc import label
 from avalanche_llm.tests.bfs_oracle import bfs_components
 
 

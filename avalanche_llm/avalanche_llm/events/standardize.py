@@ -38,6 +38,16 @@ class MomentAccumulator:
         return mu, np.sqrt(var)
 
 
-def standardize(u: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, eps: float) -> torch.Tensor:
-    """z in float32 for one layer: `mu`, `sigma` are that layer's [d_ff] float32 tensors on u's device."""
-    return (u.to(torch.float32) - mu) / (sigma + eps)
+def standardize(
+    u: torch.Tensor,
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    eps: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """z in float32 for one layer: `mu`, `sigma` are that layer's [d_ff] float32 tensors on u's device.
+
+    `out` (float32, u's shape) receives z when given; it must not alias u.
+    """
+    z = torch.sub(u.to(torch.float32), mu, out=out)
+    return z.div_(sigma + eps)

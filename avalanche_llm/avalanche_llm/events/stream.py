@@ -12,8 +12,29 @@ from avalanche_llm.events.standardize import standardize
 from avalanche_llm.model.forward import LogitsSink, forward_windows
 from avalanche_llm.model.loader import LoadedModel
 
-# consumer(layer, {spike_def: v [b, T, d_ff]}, rows)
+# consumer(layer, {spike_def: v [b, T, d_ff]}, rows); v lives in buffers reused by the next call,
+# so a consumer copies what it keeps.
 VConsumer = Callable[[int, dict[str, torch.Tensor], slice], None]
+
+
+class Workspace:
+    """Float32 buffers reused across layers and batches of a pass, one per name.
+
+    A fresh host allocation of an activation-sized tensor is page-faulted in at every use, which on
+    CPU cost more than the arithmetic written into it.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The buffer `name` with the shape and device of `like` (reallocated if those change)."""
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != like.shape or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(
+                like.shape, dtype=torch.float32, device=like.device
+            )
+        return buf
 
 
 def stream_spike_values(
@@ -37,9 +58,11 @@ def stream_spike_values(
     mu_t = torch.as_tensor(mu, dtype=torch.float32, device=lm.device)
     sigma_t = torch.as_tensor(sigma, dtype=torch.float32, device=lm.device)
 
+    work = Workspace()
+
     def on_u(layer: int, u: torch.Tensor, rows: slice) -> None:
-        z = standardize(u, mu_t[layer], sigma_t[layer], eps)
-        consumer(layer, {sd: spike_values(z, sd) for sd in spike_defs}, rows)
+        z = standardize(u, mu_t[layer], sigma_t[layer], eps, out=work.get("z", u))
+        consumer(layer, {sd: spike_values(z, sd, out=work.get(sd, u)) for sd in spike_defs}, rows)
 
     forward_windows(
         lm,

@@ -1,1 +1,1 @@
-"""Run-directory I/O: hashing, deterministic NPZ, the run record and its schema, event logs."""
+"""Run-directory I/O: hashing, deterministic NPZ, the run record and its schema, logs, release."""

@@ -16,7 +16,7 @@ T01 = f"{canon.output('TABLE.T01_SUMMARY')}.parquet"
 T02 = f"{canon.output('TABLE.T02_GENERALIZATION')}.parquet"
 T03 = f"{canon.output('TABLE.T03_ARC')}.parquet"
 T04 = f"{canon.output('TABLE.T04_TAIL_FITS')}.parquet"
-SIGNATURES = "results/signatures.parquet"
+SIGNATURES = canon.output("SIGNATURES_PARQUET")
 
 
 def evidence(run: RunArtifacts, rel: str) -> str:

@@ -48,7 +48,7 @@ def run(ctx: PhaseContext) -> None:
 
         def count(layer: int, vs: dict, _rows: slice) -> None:
             for sd in spike_defs:
-                counts[sd][layer] += int(spike_counts(vs[sd], tau0).sum())
+                counts[sd][layer] += int(spike_counts(vs[sd], [tau0]).sum())
 
         stream_spike_values(
             lm,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 
 from avalanche_llm import canon
-from avalanche_llm.cis import ci_seed
 from avalanche_llm.conditions import condition_key
 from avalanche_llm.events.calibration import Calibration, fit_at_gain, taus_of
-from avalanche_llm.metrics import branching_with_nulls, chi
+from avalanche_llm.metrics.branching import branching_with_nulls
+from avalanche_llm.metrics.stats import ci_seed
+from avalanche_llm.metrics.susceptibility import chi
 from avalanche_llm.raster.build import extract_rasters, occupancy
 from avalanche_llm.raster.nulls import circular_shift, time_permutation
 from avalanche_llm.runs import PhaseContext

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from avalanche_llm import canon
-from avalanche_llm.gstar import select_gstar
+from avalanche_llm.analysis.gstar import select_gstar
 from avalanche_llm.runs import PhaseContext
 
 STAGE = "S02B"

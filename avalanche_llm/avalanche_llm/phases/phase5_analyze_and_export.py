@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from avalanche_llm import canon
-from avalanche_llm.analyze import (
+from avalanche_llm.analysis.summarize import (
     branching_row,
     crackling_of,
     grid_row,
@@ -21,13 +21,13 @@ from avalanche_llm.analyze import (
     tail_rows,
     taus_at,
 )
-from avalanche_llm.avalanches import avalanches
 from avalanche_llm.errors import GateError
 from avalanche_llm.events.calibration import Calibration, fit_at_gain, taus_of
-from avalanche_llm.export_s05 import export
+from avalanche_llm.metrics.avalanches import avalanches
+from avalanche_llm.metrics.signatures import signatures
+from avalanche_llm.plotting.phase5_exports import export
 from avalanche_llm.raster.build import extract_rasters, occupancy
 from avalanche_llm.runs import PhaseContext
-from avalanche_llm.signatures import signatures
 from labkit.errors import SchemaError
 
 STAGE = "S05"
@@ -112,7 +112,7 @@ def run(ctx: PhaseContext) -> None:
             }
         )
     run.write_parquet(
-        "results/signatures.parquet", pd.DataFrame(sig_rows), name="SIGNATURES_PARQUET"
+        canon.output("SIGNATURES_PARQUET"), pd.DataFrame(sig_rows), name="SIGNATURES_PARQUET"
     )
     run.update(
         conditions=[
@@ -125,7 +125,7 @@ def run(ctx: PhaseContext) -> None:
 def check_descriptive_gates(ctx: PhaseContext, crack: pd.DataFrame) -> None:
     """Conditions whose g* avalanches are too few for a tail fit or a crackling slope: exit 2 under
     STRICT_GATES (results stay on disk, the run is marked failed), else recorded in the event log."""
-    tails = ctx.run.read_parquet("results/tail_fits.parquet")
+    tails = ctx.run.read_parquet(canon.output("TAIL_FITS_PARQUET"))
     thin_tail = tails[tails["quantity"].isin(["S", "D"]) & tails["alpha"].isna()]["condition"]
     thin_crackle = crack[crack["gamma"].isna()]["condition"]
     short = sorted({*thin_tail, *thin_crackle})
@@ -172,8 +172,12 @@ def analyze_s03(ctx: PhaseContext, s03, s04, measure: dict) -> pd.DataFrame:
     frame = pd.concat(av_frames, ignore_index=True)
     frame = frame[avalanche_cols + [k for k in frame.columns if k not in avalanche_cols]]
     run.write_parquet(canon.output("AVALANCHES_PARQUET"), frame, name="AVALANCHES_PARQUET")
-    run.write_parquet("results/null_compare.parquet", pd.DataFrame(compare), name="NULL_COMPARE")
-    run.write_parquet("results/tail_fits.parquet", pd.DataFrame(tails), name="TAIL_FITS")
+    run.write_parquet(
+        canon.output("NULL_COMPARE_PARQUET"), pd.DataFrame(compare), name="NULL_COMPARE_PARQUET"
+    )
+    run.write_parquet(
+        canon.output("TAIL_FITS_PARQUET"), pd.DataFrame(tails), name="TAIL_FITS_PARQUET"
+    )
     crack_frame = pd.DataFrame(crack)
-    run.write_parquet("results/crackling.parquet", crack_frame, name="CRACKLING")
+    run.write_parquet(canon.output("CRACKLING_PARQUET"), crack_frame, name="CRACKLING_PARQUET")
     return crack_frame

@@ -5,20 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from avalanche_llm import canon, figures
-from avalanche_llm.cis import ci_seed, mean_ci
+from avalanche_llm import canon
+from avalanche_llm.evaluation.mcq import encode, score, summarize
 from avalanche_llm.io.hashing import sha256_json
-from avalanche_llm.mcq import encode, score, summarize
-from avalanche_llm.outputs import source, write_figure, write_table
+from avalanche_llm.metrics.stats import ci_seed, mean_ci
+from avalanche_llm.plotting import figures
+from avalanche_llm.plotting.outputs import source, write_figure, write_table
+from avalanche_llm.plotting.tables import to_table_names
 from avalanche_llm.runs import PhaseContext
 from avalanche_llm.slices import dataset_split
-from avalanche_llm.tables import to_table_names
 
 STAGE = "S06ARC"
 NEEDS: tuple[str, ...] = ("S02B", "S05")
 PRODUCES_RUN = True
 T03 = canon.output("TABLE.T03_ARC")
-ITEMS = "results/arc_items.parquet"
+ITEMS = canon.output("ARC_ITEMS_PARQUET")
 
 
 def _rows(ctx: PhaseContext):
@@ -64,7 +65,7 @@ def run(ctx: PhaseContext) -> None:
                 )
             )
             hb.beat(step + 1)
-    run.write_parquet(ITEMS, pd.concat(per_item, ignore_index=True), name="ARC_ITEMS")
+    run.write_parquet(ITEMS, pd.concat(per_item, ignore_index=True), name="ARC_ITEMS_PARQUET")
     by_gain = {g: f for g, f in run.read_parquet(ITEMS).groupby("g")}
     rows = []
     for _, v in sorted(gstar.items()):

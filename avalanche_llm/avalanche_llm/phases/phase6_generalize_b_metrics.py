@@ -10,14 +10,15 @@ import math
 
 import pandas as pd
 
-from avalanche_llm import canon, figures
-from avalanche_llm.analyze import branching_row, row_nulls, taus_at
+from avalanche_llm import canon
+from avalanche_llm.analysis.summarize import branching_row, row_nulls, taus_at
+from avalanche_llm.evaluation.perplexity import window_nll
 from avalanche_llm.events.calibration import Calibration
-from avalanche_llm.outputs import source, write_figure, write_table
-from avalanche_llm.perplexity import window_nll
+from avalanche_llm.plotting import figures
+from avalanche_llm.plotting.outputs import source, write_figure, write_table
+from avalanche_llm.plotting.tables import to_table_names
 from avalanche_llm.raster.build import extract_rasters
 from avalanche_llm.runs import PhaseContext
-from avalanche_llm.tables import to_table_names
 
 STAGE = "S06B"
 NEEDS: tuple[str, ...] = ("S01", "S02B", "S04", "S05")

@@ -6,12 +6,13 @@ that role. Where they are missing, T07 keeps only this role's columns and the no
 
 from __future__ import annotations
 
+from avalanche_llm import canon
 from avalanche_llm.config import resolve_config
 from avalanche_llm.io.artifacts import RunArtifacts
-from avalanche_llm.outputs import write_table
 from avalanche_llm.paper.export import claims_markdown, replication_rows, role_summary
+from avalanche_llm.plotting.outputs import write_table
+from avalanche_llm.plotting.tables import SKELETONS
 from avalanche_llm.runs import PhaseContext, find_dependencies
-from avalanche_llm.tables import SKELETONS
 from labkit.errors import MissingInputError
 
 STAGE = "S07"
@@ -59,7 +60,8 @@ def run(ctx: PhaseContext) -> None:
         )
     for role, runs in sorted(by_role.items()):
         text = claims_markdown(role, runs)
-        run.write_bytes(f"paper/claims_{role}.md", text.encode("utf-8"), name=f"PAPER_{role}")
+        rel = canon.output("PAPER_CLAIMS_MD").format(ROLE=role)
+        run.write_bytes(rel, text.encode("utf-8"), name=f"PAPER_CLAIMS_MD_{role}")
     summaries = {role: role_summary(runs["S05"]) for role, runs in sorted(by_role.items())}
     rows = replication_rows(summaries)
     for column in SKELETONS["T07_REPLICATION_SUMMARY"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from avalanche_llm import canon
-from avalanche_llm.release import (
+from avalanche_llm.io.release import (
     manifest_text,
     pack_files,
     run_closure,
@@ -29,7 +29,7 @@ def run(ctx: PhaseContext) -> None:
     manifest = manifest_text(files)
     name = canon.output("MANIFEST")
     run.write_bytes(name, manifest.encode(), name="MANIFEST")
-    zip_name = f"{canon.lookup('CANON.ID.PACK_NAME')}.zip"
+    zip_name = canon.output("PACK_ZIP")
     run.write_with(zip_name, lambda fh: write_zip(fh, files, manifest, name), name="PACK_ZIP")
     n = verify_zip(run.path / zip_name, name)
     run.update(conditions=[{"run_id": r.run_id, "stage_tag": r.stage_tag} for r in runs])

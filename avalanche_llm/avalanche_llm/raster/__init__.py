@@ -1,1 +1,1 @@
-"""Token x layer rasters: spike counts A and occupancy X, NPZ layout [C, N, L, T], and null models."""
+"""Token x layer rasters: spike counts A, occupancy X, the NPZ layout, components, nulls."""

@@ -26,6 +26,7 @@ def test_registry_sections_and_stage_tags():
     assert canon.stage_tag("phase6_arc_mcq_eval") == "S06ARC"
     assert set(reg["ID"]["NEEDS"]) == set(SUBCOMMANDS) == set(reg["CLI"]["HELP"])
     assert canon.output("METRICS_PARQUET") == "results/metrics.parquet"
+    assert canon.output("PACK_ZIP") == f"{reg['ID']['PACK_NAME']}.zip"
 
 
 def test_every_canonical_command_parses():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avalanche_llm.gstar import select_gstar
+from avalanche_llm.analysis.gstar import select_gstar
 from labkit.errors import ConfigError
 
 GAINS = [0.7, 0.85, 1.0, 1.15, 1.3]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +12,9 @@ import pytest
 
 from avalanche_llm import canon
 from avalanche_llm.config import ResolvedConfig
-from avalanche_llm.export_s05 import export
 from avalanche_llm.io.artifacts import RunArtifacts, StageRun
-from avalanche_llm.release import verify_run, verify_zip
+from avalanche_llm.io.release import verify_run, verify_zip
+from avalanche_llm.plotting.phase5_exports import export
 from avalanche_llm.runs import PhaseContext
 from avalanche_llm.tests.local_cli import local_args, run
 from labkit.config import parse_yaml
@@ -62,8 +64,27 @@ def test_every_table_and_figure_is_there_and_complete(pipeline):
     assert len(t07) == 4 and t07["gstar_BASE"].isna().all()  # BASE was not run here
     pngs = {p.stem for r in (s05, s06b, s06arc) for p in r.path.glob("figs/**/*.png")}
     assert pngs == {f"fig_{f}" for f in canon.registry()["OUTPUT"]["FIGURE"]}
-    claims = (s07.path / "paper" / "claims_INSTRUCT.md").read_text()
+    claims = (s07.path / canon.output("PAPER_CLAIMS_MD").format(ROLE="INSTRUCT")).read_text()
     assert f"`{s05.run_id}/tables/table_T01_SUMMARY.parquet`" in claims
+
+
+def canon_output_patterns() -> list[str]:
+    """Glob patterns of every file CANON.OUTPUT names (figure/table stems with their extensions)."""
+    reg = canon.registry()["OUTPUT"]
+    pats = [v for k, v in reg.items() if isinstance(v, str)]
+    pats += [f"{v}.{ext}" for v in reg["FIGURE"].values() for ext in ("pdf", "png")]
+    pats += [f"{v}.{ext}" for v in reg["TABLE"].values() for ext in ("csv", "parquet")]
+    return [re.sub(r"\{[A-Z]+\}", "*", p) for p in pats]
+
+
+def test_every_file_a_phase_writes_is_named_in_canon(pipeline):
+    out, _ = pipeline
+    patterns = canon_output_patterns()
+    files = {
+        f.relative_to(r).as_posix() for r in out.glob("RUN_*") for f in r.rglob("*") if f.is_file()
+    }
+    unnamed = sorted(f for f in files if not any(fnmatchcase(f, p) for p in patterns))
+    assert len(files) > 50 and not unnamed
 
 
 def test_rerun_of_a_finished_phase_exits_4(pipeline):
@@ -107,8 +128,8 @@ def test_phase5_exports_rebuild_byte_identically_from_saved_artifacts(pipeline, 
 def test_release_pack_verifies_and_tampering_is_caught(pipeline, tmp_path):
     out, _ = pipeline
     s08 = only(out, "S08")
-    n = verify_zip(s08.path / f"{canon.lookup('CANON.ID.PACK_NAME')}.zip", "MANIFEST.sha256")
-    assert n == len((s08.path / "MANIFEST.sha256").read_text().splitlines())
+    n = verify_zip(s08.path / canon.output("PACK_ZIP"), canon.output("MANIFEST"))
+    assert n == len((s08.path / canon.output("MANIFEST")).read_text().splitlines())
     copy = tmp_path / "S05"
     shutil.copytree(only(out, "S05").path, copy)
     metrics = copy / canon.output("METRICS_PARQUET")

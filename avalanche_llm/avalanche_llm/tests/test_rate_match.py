@@ -11,8 +11,9 @@ from avalanche_llm.conditions import RateTarget
 from avalanche_llm.errors import GateError
 from avalanche_llm.events.calibration import Calibration, fit_at_gain, taus_from_table
 from avalanche_llm.events.rate_match import check_gate, fit_thresholds, layer_targets
+from avalanche_llm.events.spike import spike_counts
 from avalanche_llm.model.gain import apply_gain
-from avalanche_llm.model.hooks import mlp_width, n_layers
+from avalanche_llm.model.hooks import capture_u, mlp_width, n_layers
 from avalanche_llm.model.loader import LoadedModel
 from avalanche_llm.phases.phase4_run_nulls import tau_rows
 from avalanche_llm.raster.build import extract_rasters
@@ -103,6 +104,48 @@ def test_layer_targets_keep_the_profile_and_mean():
     assert layer_targets(np.array([0.5, 0.0]), 1.5).tolist() == [1.0, 0.0]
     with pytest.raises(GateError):
         layer_targets(np.zeros(3), 1e-3)
+
+
+def test_spike_counts_are_a_strict_comparison_even_at_ties():
+    v = torch.randn(3, 5, 40, generator=torch.Generator().manual_seed(0))
+    taus = [float(v[0, 0, 0]), float(v[2, 4, 39]), 0.0, -1.5]  # two equal an observed value
+    got = spike_counts(v, taus)
+    assert got.dtype == torch.int32 and got.shape == (4, 3, 5)
+    for k, tau in enumerate(taus):
+        assert torch.equal(got[k], (v > tau).sum(dim=-1, dtype=torch.int32))
+
+
+def test_rasters_of_several_rates_equal_counts_from_the_captured_u():
+    model = tiny_llama(layers=2)
+    lm = LoadedModel(
+        model, None, "tiny", None, "gated", n_layers(model), mlp_width(model), torch.device("cpu")
+    )
+    rng = np.random.default_rng(2)
+    windows = rng.integers(0, VOCAB, (6, 16))
+    mu, sigma = rng.normal(0, 0.1, (2, lm.d_ff)), rng.uniform(0.05, 0.2, (2, lm.d_ff))
+    taus = {
+        (sd, rk): rng.uniform(0.5, 3.0, 2)
+        for rk in ("b", "a", "c")
+        for sd in ("SPIKE_TWO_SIDED_ABS", "SPIKE_ONE_SIDED_POS")
+    }
+    rasters = extract_rasters(
+        lm, windows, taus, batch_size=6, mu=mu, sigma=sigma, eps=1e-6, gain=1.2
+    )
+    assert list(rasters) == list(taus)
+    us: dict[int, torch.Tensor] = {}
+    ids = torch.as_tensor(windows)
+    keep = lambda layer, u: us.__setitem__(layer, u.clone())  # noqa: E731
+    with torch.inference_mode(), apply_gain(model, 1.2), capture_u(model, keep):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    for (sd, rk), tau in taus.items():
+        for layer in range(2):
+            z = (us[layer] - torch.as_tensor(mu[layer], dtype=torch.float32)) / (
+                torch.as_tensor(sigma[layer], dtype=torch.float32) + 1e-6
+            )
+            v = z.abs() if sd == "SPIKE_TWO_SIDED_ABS" else z
+            expected = (v > float(tau[layer])).sum(dim=-1).numpy()
+            assert np.array_equal(rasters[sd, rk][:, layer, :], expected), (sd, rk, layer)
+        assert rasters[sd, rk].dtype == np.uint16 and rasters[sd, rk].any()
 
 
 def test_model_thresholds_reproduce_their_rate_in_the_rasters():

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from avalanche_llm.branching_mr import mr_branching, raster_activity
-from avalanche_llm.cis import ci_seed, pooled_ratio_ci
-from avalanche_llm.crackling import crackling
-from avalanche_llm.metrics import branching_with_nulls
-from avalanche_llm.tails import fit_tail
+from avalanche_llm.metrics.branching import branching_with_nulls
+from avalanche_llm.metrics.branching_mr import mr_branching, raster_activity
+from avalanche_llm.metrics.crackling import crackling
+from avalanche_llm.metrics.stats import ci_seed, pooled_ratio_ci
+from avalanche_llm.metrics.tails import fit_tail
 
 
 def test_discrete_power_law_alpha_recovered():

@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from avalanche_llm import figures
-from avalanche_llm.tables import ID_COLUMNS, SKELETONS, build_table, table_bytes, to_table_names
+from avalanche_llm.plotting import figures
+from avalanche_llm.plotting.tables import (
+    ID_COLUMNS,
+    SKELETONS,
+    build_table,
+    table_bytes,
+    to_table_names,
+)
 from labkit.errors import SchemaError
 
 IDS = dict.fromkeys(ID_COLUMNS, "x") | {"run_id": "RUN_S05_0123456789ab"}

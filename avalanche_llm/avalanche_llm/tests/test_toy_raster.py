@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avalanche_llm.avalanches import avalanches, label
-from avalanche_llm.metrics import branching, branching_counts, chi
+from avalanche_llm.metrics.avalanches import avalanches
+from avalanche_llm.metrics.branching import branching, branching_counts
+from avalanche_llm.metrics.susceptibility import chi
+from avalanche_llm.raster.cc import label
 from avalanche_llm.tests.bfs_oracle import bfs_components
 from labkit.errors import ConfigError, SchemaError
 

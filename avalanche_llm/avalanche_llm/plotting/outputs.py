@@ -9,10 +9,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from avalanche_llm import canon
-from avalanche_llm.figures import figure_bytes
 from avalanche_llm.io.artifacts import RunArtifacts
+from avalanche_llm.plotting.figures import figure_bytes
+from avalanche_llm.plotting.tables import build_table, table_bytes
 from avalanche_llm.runs import PhaseContext
-from avalanche_llm.tables import build_table, table_bytes
 
 
 def table_ids(

@@ -1,4 +1,4 @@
-"""Branching ratios, null contrasts and susceptibility on token x layer rasters (design §6).
+"""Branching ratios b_time, b_depth, b_tot and their null contrasts on token x layer rasters (design §6).
 
 Rasters are indexed [N, L, T] (sequence, layer, token), as one condition of the NPZ [C, N, L, T].
 Every ratio is pooled over sequences: numerators and denominators are summed first, then divided.
@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from avalanche_llm.cis import pooled_ratio_ci
+from avalanche_llm.metrics.stats import pooled_ratio_ci
+from avalanche_llm.raster.build import as_rasters
 from labkit.errors import ConfigError
 
-CHI_EPS = 1e-8
 KINDS = ("time", "depth", "tot")
-
-
-def _as_rasters(X: np.ndarray) -> np.ndarray:
-    arr = np.asarray(X)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ConfigError(f"raster must be [L, T] or [N, L, T], got shape {arr.shape}")
-    return arr
 
 
 def branching_counts(X: np.ndarray) -> np.ndarray:
     """Per-sequence [N, 4] counts: time pairs, depth pairs, time+depth pairs, active sites."""
-    x = _as_rasters(X) > 0
+    x = as_rasters(X) > 0
     time = (x[:, :, 1:] & x[:, :, :-1]).sum(axis=(1, 2))
     depth = (x[:, 1:, :] & x[:, :-1, :]).sum(axis=(1, 2))
     active = x.sum(axis=(1, 2))
@@ -45,12 +36,6 @@ def _pooled(counts: np.ndarray) -> dict[str, float]:
 def branching(X: np.ndarray) -> dict[str, float]:
     """b_time, b_depth, b_tot pooled over sequences (NaN when no site is active) and n_active."""
     return _pooled(branching_counts(X))
-
-
-def chi(A: np.ndarray, eps: float = CHI_EPS) -> float:
-    """Susceptibility Var_n(Y_n) / (Mean_n(Y_n) + eps) of the per-sequence spike totals Y_n."""
-    y = _as_rasters(A).sum(axis=(1, 2), dtype=np.float64)
-    return float(y.var() / (y.mean() + eps))
 
 
 def branching_with_nulls(

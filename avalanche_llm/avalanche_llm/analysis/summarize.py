@@ -8,14 +8,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from avalanche_llm.avalanches import avalanches
-from avalanche_llm.branching_mr import mr_branching, raster_activity
-from avalanche_llm.cis import ci_seed
-from avalanche_llm.crackling import crackling
-from avalanche_llm.metrics import branching_with_nulls, chi
+from avalanche_llm.metrics.avalanches import avalanches
+from avalanche_llm.metrics.branching import branching_with_nulls
+from avalanche_llm.metrics.branching_mr import mr_branching, raster_activity
+from avalanche_llm.metrics.crackling import crackling
+from avalanche_llm.metrics.stats import ci_seed
+from avalanche_llm.metrics.susceptibility import chi
+from avalanche_llm.metrics.tails import fit_tail
 from avalanche_llm.raster.build import occupancy
 from avalanche_llm.raster.nulls import circular_shift, time_permutation
-from avalanche_llm.tails import fit_tail
 from labkit.errors import MissingInputError
 
 TAIL_QUANTITIES = {"S": "size", "D": "duration", "H": "height"}

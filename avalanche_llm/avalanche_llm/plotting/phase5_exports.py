@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from avalanche_llm import canon, figures
-from avalanche_llm.avalanches import label
-from avalanche_llm.outputs import source, write_figure, write_table
+from avalanche_llm import canon
+from avalanche_llm.plotting import figures
+from avalanche_llm.plotting.outputs import source, write_figure, write_table
+from avalanche_llm.plotting.tables import to_table_names
 from avalanche_llm.raster.build import occupancy
+from avalanche_llm.raster.cc import label
 from avalanche_llm.runs import PhaseContext
-from avalanche_llm.tables import to_table_names
 
 METRICS = canon.output("METRICS_PARQUET")
+NULL_COMPARE = canon.output("NULL_COMPARE_PARQUET")
 TABLE_OF = {  # results file -> the table it feeds (extras beyond the skeleton become opt_ columns)
-    "T04_TAIL_FITS": "results/tail_fits.parquet",
-    "T05_CRACKLING_DIAGNOSTICS": "results/crackling.parquet",
+    "T04_TAIL_FITS": canon.output("TAIL_FITS_PARQUET"),
+    "T05_CRACKLING_DIAGNOSTICS": canon.output("CRACKLING_PARQUET"),
 }
 
 
@@ -41,7 +43,7 @@ def export(ctx: PhaseContext) -> None:
     run = ctx.run
     s02, s03, s04 = ctx.deps["S02"], ctx.deps["S03"], ctx.deps["S04"]
     results = run.read_parquet(METRICS)
-    sig = run.read_parquet("results/signatures.parquet")
+    sig = run.read_parquet(canon.output("SIGNATURES_PARQUET"))
     gs = _gstar_frame(ctx)
     status = dict(zip(gs["condition"], gs["status"], strict=True))
     gvals = dict(zip(gs["condition"], gs["gstar"], strict=True))
@@ -97,11 +99,11 @@ def export(ctx: PhaseContext) -> None:
     )
     write_figure(ctx, "F08_SPIKEDEF_ROBUST", figures.f08_spikedef_robust(t01), [of["T01"]])
     write_figure(ctx, "F09_CHI_CURVES", figures.f09_chi_curves(t01), [of["T01"]])
-    compare = to_table_names(run.read_parquet("results/null_compare.parquet"))
+    compare = to_table_names(run.read_parquet(NULL_COMPARE))
     write_figure(
         ctx,
         "F10_NULL_COMPARE",
         figures.f10_null_compare(compare),
-        [source(run, "results/null_compare.parquet")],
+        [source(run, NULL_COMPARE)],
     )
     write_figure(ctx, "F11_ABLATIONS", figures.f11_ablations(t06), [of["T06"]])

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from avalanche_llm.cis import resample_ci
+from avalanche_llm.metrics.stats import resample_ci
 
 D_RANGE = (3, 64)
 MIN_POINTS = 8

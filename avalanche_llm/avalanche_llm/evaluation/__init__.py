@@ -1,0 +1,1 @@
+"""Task evaluations under a gain: next-token NLL (dataset B) and ARC-style multiple choice."""

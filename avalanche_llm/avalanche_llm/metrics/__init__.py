@@ -1,0 +1,1 @@
+"""Metrics of spike rasters: branching, susceptibility, avalanches, tails, crackling, MR, signatures, CIs."""

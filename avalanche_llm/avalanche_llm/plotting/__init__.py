@@ -1,0 +1,1 @@
+"""Figures and tables from saved artifacts, and their registered writes into a run."""

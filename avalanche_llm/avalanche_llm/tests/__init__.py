@@ -1,0 +1,1 @@
+"""AvalancheLLM tests (zoo and tiny random models, CPU)."""
