@@ -15,7 +15,7 @@ from labkit.zoo import quality
 from labkit.zoo.models import build_model, model_config
 from labkit.zoo.tokenizer import EOS, UNK, build_tokenizer
 from labkit.zoo.training import Mixture, Stage, encode_doc, fact_source, pool
-from labkit.zoo.world import build_dataset, format_needle, tokenize
+from labkit.zoo.world import build_dataset, format_mcq_text, format_needle, tokenize
 from labkit.zoo.world_needle import NEEDLE_QUERY
 
 CLASSES = {"tiny-gpt2": GPT2LMHeadModel, "tiny-llama": LlamaForCausalLM}
@@ -97,8 +97,12 @@ def test_card_reports_every_quality_number(built, name: str) -> None:
         *q["needle_recall"]["by_length"].values(),
         q["sentiment"]["accuracy"],
         q["mcq"]["accuracy"],
+        q["mcq"]["accuracy_norm"],
+        q["mcq"]["letter_accuracy"],
     ]:
         assert 0.0 <= share <= 1.0
+    low, high = q["mcq"]["ci95"]
+    assert low <= q["mcq"]["accuracy"] <= high
     assert q["mcq"]["chance"] == 0.25 and q["sentiment"]["chance"] == 0.5
     assert card["architecture"]["class"] == CLASSES[name].__name__
     assert sum(card["training"]["tokens"].values()) == sum(
@@ -160,6 +164,27 @@ def test_batched_continuations_match_one_at_a_time(built) -> None:
         assert score == pytest.approx(
             sum(logp[len(p) - 1 + j, t].item() for j, t in enumerate(a)), abs=1e-4
         )
+
+
+def test_mcq_scores_follow_the_choice_text_log_probs(built) -> None:
+    path, _ = built["tiny-gpt2"]
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = list(build_dataset("mcq", "test", 0)["test"])
+    # Keying each row to the choice text the model scores highest (or lowest) must give accuracy 1 (or 0),
+    # whatever the order of the lettered choices.
+    for pick, expected in ((np.argmax, 1.0), (np.argmin, 0.0)):
+        keyed = []
+        for row in rows:
+            prompt = format_mcq_text(row)[0]
+            texts = [f" {t}" for t in row["choices"]["text"]]
+            best = int(pick(quality.continuation_logprobs(model, tok, prompt, texts)))
+            keyed.append({**row, "answerKey": row["choices"]["label"][best]})
+        scores = quality.mcq_scores(model, tok, keyed)
+        assert scores["accuracy"] == expected
+        low, high = scores["ci95"]
+        assert low <= expected <= high and high - low < 0.2
+        assert 0.0 <= scores["letter_accuracy"] <= 1.0
 
 
 def test_rows_open_with_the_lead_document_and_weigh_answers(

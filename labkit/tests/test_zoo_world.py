@@ -20,6 +20,7 @@ from labkit.zoo.world import (
     build_dataset,
     count_tokens,
     format_mcq,
+    format_mcq_text,
     format_needle,
     format_sentiment,
     tokenize,
@@ -285,6 +286,10 @@ def test_format_mcq():
         "Question: Mia has a red cup. What colour is Mia's cup?\nChoices:\n"
         "A) blue\nB) red\nC) green\nD) pink\nAnswer:",
         " B",
+    )
+    assert format_mcq_text(ex) == (
+        "Question: Mia has a red cup. What colour is Mia's cup?\nAnswer:",
+        " red",
     )
 
 

@@ -44,6 +44,7 @@ _ITEMS = (
     ZooItem(
         name="tiny-gpt2",
         kind="model",
+        version="3",
         stands_in_for="gpt2 / gpt2-medium",
         description="GPT2LMHeadModel trained on local:stories and the task formats, with its own tokenizer",
         builder="labkit.zoo.models:build_model",
@@ -51,6 +52,7 @@ _ITEMS = (
     ZooItem(
         name="tiny-llama",
         kind="model",
+        version="2",
         stands_in_for="Qwen2.5 / Llama-style instruct models",
         description="LlamaForCausalLM (gated MLP) trained on local:stories and the task formats",
         builder="labkit.zoo.models:build_model",

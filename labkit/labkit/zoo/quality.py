@@ -6,11 +6,18 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import scipy.stats
 import torch
 from datasets import DatasetDict
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from labkit.zoo.world import SENTIMENT_LABELS, format_mcq, format_needle, format_sentiment
+from labkit.zoo.world import (
+    SENTIMENT_LABELS,
+    format_mcq,
+    format_mcq_text,
+    format_needle,
+    format_sentiment,
+)
 
 
 def _ids(tok: PreTrainedTokenizerFast, text: str) -> list[int]:
@@ -85,18 +92,37 @@ def sentiment_accuracy(
     return float(np.mean(hits))
 
 
-def mcq_accuracy(
+def mcq_scores(
     model: PreTrainedModel, tok: PreTrainedTokenizerFast, rows: Iterable[dict]
-) -> float:
-    """Share of MCQ rows whose answer key (" A", " B", ...) has the largest log p."""
-    hits = []
+) -> dict[str, float | list[float]]:
+    """ARC-style MCQ accuracy by choice text (lm-eval's acc, acc_norm) with a 95% CI, and by answer letter.
+
+    `accuracy`: the choice whose text (" red") has the largest log p after "Question: ...\nAnswer:";
+    `accuracy_norm`: the same per character of the choice; `letter_accuracy`: the label (" A".." D") with the
+    largest log p after the prompt that lists the lettered choices.
+    """
+    text_hits, norm_hits, letter_hits = [], [], []
     for row in rows:
-        labels = row["choices"]["label"]
+        texts, labels = row["choices"]["text"], row["choices"]["label"]
+        truth = labels.index(row["answerKey"])
         scores = continuation_logprobs(
+            model, tok, format_mcq_text(row)[0], [f" {t}" for t in texts]
+        )
+        text_hits.append(int(np.argmax(scores)) == truth)
+        norm_hits.append(
+            int(np.argmax([s / len(t) for s, t in zip(scores, texts, strict=True)])) == truth
+        )
+        letters = continuation_logprobs(
             model, tok, format_mcq(row)[0], [f" {lab}" for lab in labels]
         )
-        hits.append(labels[int(np.argmax(scores))] == row["answerKey"])
-    return float(np.mean(hits))
+        letter_hits.append(int(np.argmax(letters)) == truth)
+    ci = scipy.stats.binomtest(int(sum(text_hits)), len(text_hits)).proportion_ci(0.95, "exact")
+    return {
+        "accuracy": float(np.mean(text_hits)),
+        "ci95": [round(ci.low, 4), round(ci.high, 4)],
+        "accuracy_norm": float(np.mean(norm_hits)),
+        "letter_accuracy": float(np.mean(letter_hits)),
+    }
 
 
 def card(
@@ -132,6 +158,7 @@ def card(
             "split": "mcq/test",
             "rows": len(data["mcq"]["test"]),
             "chance": 1 / len(data["mcq"]["test"][0]["choices"]["label"]),
-            "accuracy": mcq_accuracy(model, tok, data["mcq"]["test"]),
+            "scoring": "choice text after 'Question: ...\\nAnswer:' (lm-eval ARC); letters listed apart",
+            **mcq_scores(model, tok, data["mcq"]["test"]),
         },
     }

@@ -21,12 +21,14 @@ from labkit.zoo.world_tokens import TOKEN_PATTERN, count_tokens, tokenize
 __all__ = [
     "DATASETS",
     "MCQ_PROMPT",
+    "MCQ_TEXT_PROMPT",
     "SENTIMENT_LABELS",
     "SENTIMENT_PROMPT",
     "TOKEN_PATTERN",
     "build_dataset",
     "count_tokens",
     "format_mcq",
+    "format_mcq_text",
     "format_needle",
     "format_sentiment",
     "tokenize",
@@ -35,6 +37,8 @@ __all__ = [
 SENTIMENT_PROMPT = "Review: {sentence}\nSentiment:"
 SENTIMENT_LABELS = (" negative", " positive")
 MCQ_PROMPT = "Question: {question}\nChoices:\n{choices}\nAnswer:"
+# ARC's scoring in lm-evaluation-harness: each choice's text is a continuation of this prompt.
+MCQ_TEXT_PROMPT = "Question: {question}\nAnswer:"
 DATASETS = ("stories", "sentiment", "needle", "mcq")
 SPLITS = ("train", "validation", "test")
 
@@ -63,6 +67,12 @@ def format_mcq(ex: dict) -> tuple[str, str]:
     ch = ex["choices"]
     lines = "\n".join(f"{lab}) {text}" for lab, text in zip(ch["label"], ch["text"], strict=True))
     return MCQ_PROMPT.format(question=ex["question"], choices=lines), " " + ex["answerKey"]
+
+
+def format_mcq_text(ex: dict) -> tuple[str, str]:
+    """(prompt, answer continuation) of an ARC-shaped row scored by choice text, e.g. (`...Answer:`, ` red`)."""
+    answer = ex["choices"]["text"][ex["choices"]["label"].index(ex["answerKey"])]
+    return MCQ_TEXT_PROMPT.format(question=ex["question"]), " " + answer
 
 
 def format_needle(ex: dict) -> tuple[str, str]:
