@@ -40,12 +40,12 @@ def stock_decode(model: PreTrainedModel, ids: torch.Tensor, n: int) -> torch.Ten
     return torch.cat(generated, dim=1)
 
 
-def build(shape: str) -> tuple[PreTrainedModel, dict]:
-    """The eager model for a shape and its config's resolved `repair` section."""
+def build(shape: str, model_name: str | None = None) -> tuple[PreTrainedModel, dict]:
+    """The eager model for a shape (local: `model_name` or the config's) and its `repair` section."""
     cfg = load_run_config(PROJECT / SHAPES[shape])
     if shape == "local":
         model = AutoModelForCausalLM.from_pretrained(
-            resolve_model(cfg["model"]["name"]), attn_implementation="eager"
+            resolve_model(model_name or cfg["model"]["name"]), attn_implementation="eager"
         )
     else:
         torch.manual_seed(0)  # random weights: timing only
@@ -55,6 +55,51 @@ def build(shape: str) -> tuple[PreTrainedModel, dict]:
 
 
 @torch.no_grad()
+def measure(
+    stock: PreTrainedModel,
+    rep_cfg: dict,
+    *,
+    prompt_tokens: int = 128,
+    new_tokens: int = 64,
+    repeats: int = 5,
+) -> dict:
+    """Median decode tokens/s of stock eager, patched and patched + R_phi, and their ratios."""
+    patched = copy.deepcopy(stock)
+    patch(patched)
+    mc = stock.config
+    repair = RepairOperator.from_config(
+        rep_cfg, n_heads=mc.n_head, head_dim=mc.n_embd // mc.n_head, seed=0
+    ).eval()
+    ids = torch.randint(
+        mc.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0)
+    )
+    variants = {
+        "stock_eager": lambda: stock_decode(stock, ids, new_tokens),
+        "patched_none": lambda: greedy_decode(patched, ids, new_tokens)[0],
+        "patched_r_phi": lambda: greedy_decode(patched, ids, new_tokens, defense=repair)[0],
+    }
+    for fn in variants.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    tps = {k: new_tokens / statistics.median(v) for k, v in times.items()}
+    return {
+        "threads": torch.get_num_threads(),
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "repair": {k: rep_cfg[k] for k in ("option", "rank", "protect_layers", "apply_to")},
+        "repair_params": repair.n_params(),
+        "tokens_per_s": tps,
+        "ratio_r_phi_to_stock": tps["patched_r_phi"] / tps["stock_eager"],
+        "ratio_patch_only_to_stock": tps["patched_none"] / tps["stock_eager"],
+    }
+
+
 def main() -> None:
     """Time the three variants and print one JSON line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,49 +108,19 @@ def main() -> None:
     p.add_argument("--new_tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--model", default=None, help="local shape: a model other than mve_local's")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    stock, rep_cfg = build(args.shape)
-    patched = copy.deepcopy(stock)
-    patch(patched)
-    mc = stock.config
-    repair = RepairOperator.from_config(
-        rep_cfg, n_heads=mc.n_head, head_dim=mc.n_embd // mc.n_head, seed=0
-    ).eval()
-    ids = torch.randint(
-        mc.vocab_size, (1, args.prompt_tokens), generator=torch.Generator().manual_seed(0)
+    stock, rep_cfg = build(args.shape, args.model)
+    result = measure(
+        stock,
+        rep_cfg,
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
     )
-    variants = {
-        "stock_eager": lambda: stock_decode(stock, ids, args.new_tokens),
-        "patched_none": lambda: greedy_decode(patched, ids, args.new_tokens)[0],
-        "patched_r_phi": lambda: greedy_decode(patched, ids, args.new_tokens, defense=repair)[0],
-    }
-    for fn in variants.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    tps = {k: args.new_tokens / statistics.median(v) for k, v in times.items()}
-    print(
-        json.dumps(
-            {
-                "shape": args.shape,
-                "threads": torch.get_num_threads(),
-                "prompt_tokens": args.prompt_tokens,
-                "new_tokens": args.new_tokens,
-                "repeats": args.repeats,
-                "repair": {k: rep_cfg[k] for k in ("option", "rank", "protect_layers", "apply_to")},
-                "repair_params": repair.n_params(),
-                "tokens_per_s": tps,
-                "ratio_r_phi_to_stock": tps["patched_r_phi"] / tps["stock_eager"],
-                "ratio_patch_only_to_stock": tps["patched_none"] / tps["stock_eager"],
-            }
-        )
-    )
+    print(json.dumps({"shape": args.shape, **result}))
 
 
 if __name__ == "__main__":

@@ -25,13 +25,8 @@ from cachemedicpp.trainer import Trainer
 from labkit.rundir import RunDir
 
 
-def main() -> None:
-    """Time `--steps` train steps and as many teacher forwards, interleaved; print one JSON line."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="configs/mve_local.yaml")
-    p.add_argument("--steps", type=int, default=30)
-    args = p.parse_args()
-    cfg = load_run_config(PROJECT / args.config)
+def measure(cfg: dict, steps: int) -> dict:
+    """Median seconds of a train step and of a teacher forward, interleaved, and their ratio."""
     model, tok = load_model(cfg)
     stream = split_stream(cfg, tok, "train_split")
     mix = train_mix(cfg)
@@ -47,7 +42,7 @@ def main() -> None:
         trainer = Trainer(run, cfg, model, stream, mix, grids, donor)
         step_s, fwd_s = [], []
         trainer.train_step(1)  # warm-up
-        for step in range(2, args.steps + 2):
+        for step in range(2, steps + 2):
             prefix = train_prefix(stream, step, cfg["data"]["prefix_tokens"], cfg["seed"])
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -57,18 +52,24 @@ def main() -> None:
             trainer.train_step(step)
             step_s.append(time.perf_counter() - t0)
     step_med, fwd_med = statistics.median(step_s), statistics.median(fwd_s)
-    print(
-        json.dumps(
-            {
-                "config": args.config,
-                "steps": args.steps,
-                "threads": torch.get_num_threads(),
-                "train_step_s": step_med,
-                "teacher_forward_s": fwd_med,
-                "ratio_step_to_forward": step_med / fwd_med,
-            }
-        )
-    )
+    return {
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "train_step_s": step_med,
+        "teacher_forward_s": fwd_med,
+        "ratio_step_to_forward": step_med / fwd_med,
+    }
+
+
+def main() -> None:
+    """Time `--steps` train steps and as many teacher forwards; print one JSON line."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="configs/mve_local.yaml")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. model.name=DIR")
+    args = p.parse_args()
+    cfg = load_run_config(PROJECT / args.config, args.overrides)
+    print(json.dumps({"config": args.config, **measure(cfg, args.steps)}))
 
 
 if __name__ == "__main__":

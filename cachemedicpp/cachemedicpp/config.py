@@ -115,6 +115,11 @@ def check(cfg: Mapping[str, Any]) -> None:
         )
     if corr["calibrate"]["enabled"] and corr["eps_mode"] != "matched":
         raise ConfigError("corruption.calibrate.enabled needs corruption.eps_mode 'matched'")
+    cal = corr["calibrate"]
+    if cal["stride"] is not None and cal["stride"] > cal["window"]:
+        raise ConfigError(
+            f"corruption.calibrate.stride {cal['stride']} exceeds its window {cal['window']}"
+        )
     if rep["head_embedding"] and rep["option"] != "C":
         raise ConfigError("repair.head_embedding applies to option C only")
     if cfg["loss"]["kd_positions"] >= cfg["data"]["prefix_tokens"]:

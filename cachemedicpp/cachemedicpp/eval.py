@@ -23,12 +23,14 @@ from cachemedicpp.config import load_run_config
 from cachemedicpp.eval_metrics import CLEAN, summarize, unit_key
 from cachemedicpp.heuristics import HEURISTICS, build_heuristic, clean_median_rms
 from cachemedicpp.intervention import Defense, intervene
+from cachemedicpp.memory import PeakMemory
 from cachemedicpp.mixture import donor_cache, make_event, ood_split
 from cachemedicpp.modeling import load_model
 from cachemedicpp.repair import RepairOperator
 from cachemedicpp.tasks import (
     LABELS,
     Example,
+    clean_reference,
     needle_examples,
     ppl_examples,
     score_needle,
@@ -113,6 +115,8 @@ class Evaluator:
             self.examples["needle_long_context"] = needle_examples(
                 tok, ev["needle_long_context"], model.config.n_positions, ev["wikitext2_ppl"]
             )
+        self._clean: dict[tuple[str, int], torch.Tensor] = {}
+        self._clean_bytes = 0
         self.donor = donor_cache(
             model,
             tok,
@@ -161,30 +165,46 @@ class Evaluator:
             self.cfg, kind, eps, key, max_len=length, donor=self.donor, persistence=persistence
         )
 
+    def clean_reference(self, task: str, i: int) -> torch.Tensor | None:
+        """Example i's clean logits (see tasks.clean_reference), kept for every later cell while
+        the `eval.clean_cache_mb` budget lasts; beyond it they are recomputed on each use."""
+        key = (task, i)
+        if key in self._clean:
+            return self._clean[key]
+        logits = clean_reference(self.model, task, self.examples[task][i])
+        if logits is not None:
+            size = logits.numel() * logits.element_size()
+            if self._clean_bytes + size <= self.cfg["eval"]["clean_cache_mb"] * 2**20:
+                self._clean[key], self._clean_bytes = logits, self._clean_bytes + size
+        return logits
+
     def run_unit(self, unit: tuple[str, str, float, str]) -> dict[str, Any]:
-        """Per-example results of one unit, its seconds and the tokens it processed."""
+        """Per-example results of one unit, the seconds and peak memory of its defended reads,
+        and the tokens they processed (the clean references are computed outside the timing)."""
         task, kind, eps, name = unit
         defense, model = self.defenses[name], self.model
-        rows, tokens = [], 0
-        t0 = time.perf_counter()
+        rows, tokens, seconds = [], 0, 0.0
+        memory = PeakMemory(model.device)
         for i, ex in enumerate(self.examples[task]):
+            clean = self.clean_reference(task, i)
             length = ex.ids.shape[1]
+            t0 = time.perf_counter()
             if task == "wikitext2_ppl":
                 event = self.event_for(task, kind, eps, i, length)
-                rows.append(score_ppl(model, ex, event, defense))
+                rows.append(score_ppl(model, ex, event, defense, clean))
                 tokens += length
             elif task == "sst2_prompted":
                 extra = max(lab.numel() for lab in self.label_ids)
                 event = self.event_for(task, kind, eps, i, length + extra)
-                rows.append(score_sst2(model, ex, event, defense, self.label_ids))
+                rows.append(score_sst2(model, ex, event, defense, self.label_ids, clean))
                 tokens += length
             else:
                 answer = torch.tensor(self.tok(ex.answer).input_ids)
                 event = self.event_for(task, kind, eps, i, length + answer.numel())
                 rows.append(score_needle(model, ex, event, defense, answer, self.tok.eos_token_id))
                 tokens += answer.numel()
-        seconds = time.perf_counter() - t0
-        return {"rows": rows, "seconds": seconds, "tokens": tokens}
+            seconds += time.perf_counter() - t0
+        return {"rows": rows, "seconds": seconds, "tokens": tokens, **memory.read()}
 
 
 def eval_run(

@@ -104,6 +104,8 @@ def summarize(
         cell["throughput_ratio"] = (result["tokens"] / result["seconds"]) / (
             base["tokens"] / base["seconds"]
         )
+        cell["peak_memory_mb"] = result["peak_memory_mb"]
+        cell["peak_memory_scope"] = result["peak_memory_scope"]
         cells.append(cell)
     return {
         "cells": cells,

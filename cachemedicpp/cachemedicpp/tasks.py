@@ -46,16 +46,34 @@ def _compare(clean: torch.Tensor, other: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def score_ppl(
-    model: PreTrainedModel, ex: Example, event: CorruptionEvent | None, defense: Defense | None
-) -> dict[str, float]:
-    """Summed NLL, KL and top-1 agreement over the window's new tokens, and their count."""
-    ids = ex.ids.to(model.device)
-    lo = ex.score_from - 1
+def clean_reference(model: PreTrainedModel, task: str, ex: Example) -> torch.Tensor | None:
+    """The clean logits a task's scorer compares a corrupted read with (None: it compares none)."""
+    if task == "needle_long_context":
+        return None
     with intervene(model):
-        clean = model(ids).logits[0, lo:-1]
+        logits = model(ex.ids.to(model.device)).logits[0]
+    if task == "sst2_prompted":
+        return logits[-1:]
+    return logits[ex.score_from - 1 : -1]
+
+
+@torch.no_grad()
+def score_ppl(
+    model: PreTrainedModel,
+    ex: Example,
+    event: CorruptionEvent | None,
+    defense: Defense | None,
+    clean: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Summed NLL, KL and top-1 agreement over the window's new tokens, and their count.
+
+    `clean` is `clean_reference(model, "wikitext2_ppl", ex)`, computed here when not given.
+    """
+    if clean is None:
+        clean = clean_reference(model, "wikitext2_ppl", ex)
+    ids = ex.ids.to(model.device)
     with intervene(model, event, defense):
-        logits = model(ids).logits[0, lo:-1]
+        logits = model(ids).logits[0, ex.score_from - 1 : -1]
     targets = ids[0, ex.score_from :]
     kl, agree = _compare(clean, logits)
     nll = F.cross_entropy(logits.float(), targets, reduction="sum").item()
@@ -69,10 +87,16 @@ def score_sst2(
     event: CorruptionEvent | None,
     defense: Defense | None,
     label_ids: tuple[torch.Tensor, torch.Tensor],
+    clean: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Correct when Σ log p of the true label's tokens beats the other; KL/top-1 at the prompt end."""
+    """Correct when Σ log p of the true label's tokens beats the other; KL/top-1 at the prompt end.
+
+    `clean` is `clean_reference(model, "sst2_prompted", ex)`, computed here when not given.
+    """
+    if clean is None:
+        clean = clean_reference(model, "sst2_prompted", ex)
     n = ex.ids.shape[1]
-    scores, last, clean_last = [], None, None
+    scores, last = [], None
     for lab in label_ids:
         ids = torch.cat([ex.ids, lab[None]], dim=1).to(model.device)
         with intervene(model, event, defense):
@@ -80,9 +104,7 @@ def score_sst2(
         logp = F.log_softmax(logits[n - 1 : -1].float(), -1)
         scores.append(logp.gather(1, ids[0, n:, None]).sum().item())
         last = logits[n - 1 : n]
-    with intervene(model):
-        clean_last = model(ex.ids.to(model.device)).logits[0, -1:]
-    kl, agree = _compare(clean_last, last)
+    kl, agree = _compare(clean, last)
     pred = int(scores[1] > scores[0])
     return {"correct": float(pred == ex.label), "n": 1, "kl": kl, "top1": agree}
 

@@ -55,7 +55,8 @@ def calibration_record(
     eps_star = None
     if cal["enabled"]:
         stream = split_stream(cfg, tokenizer, "calibration_split")
-        windows = sliding_windows(stream, cal["window"], cal["window"], cal["n_windows"])
+        stride = cal["stride"] or cal["window"]
+        windows = sliding_windows(stream, cal["window"], stride, cal["n_windows"])
         settings["windows_used"] = len(windows)
 
         def event(kind: str, eps: float, i: int):

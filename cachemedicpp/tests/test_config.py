@@ -80,6 +80,10 @@ def test_hash_is_stable_and_ignores_key_order(tmp_path):
         (["corruption.axes.time_mode=window"], "axes.window"),
         (["corruption.params.overwrite_window=[9, 3]"], "start < end"),
         (["repair.head_embedding=true"], "option C"),
+        (
+            ["corruption.calibrate.window=64", "corruption.calibrate.stride=65"],
+            "exceeds its window",
+        ),
         (["corruption.mix={gaussian: 0}"], "must not all be zero"),
     ],
 )

@@ -1,13 +1,14 @@
 import json
 import math
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from cachemedicpp.config import resolve, schema
-from cachemedicpp.eval import eval_run
+from cachemedicpp.eval import Evaluator, eval_run
 from cachemedicpp.eval_metrics import recovery, unit_key
 from cachemedicpp.heuristics import Heuristic
 from cachemedicpp.modeling import load_model
@@ -66,7 +67,7 @@ def copy_run(src, dst):
 
 def strip_timing(metrics):
     for cell in metrics["cells"]:
-        for key in ("tokens_per_s", "throughput_ratio"):
+        for key in ("tokens_per_s", "throughput_ratio", "peak_memory_mb"):
             cell.pop(key)
     return metrics
 
@@ -157,6 +158,24 @@ def test_eval_writes_metrics_and_resume_mid_grid_is_identical(model_dir, trained
     assert len(read_jsonl(paused / "logs" / "eval.jsonl").records) == len(cells)
     key = unit_key(("wikitext2_ppl", "clean", 0.0, "no_defense"))
     assert key in progress["units"]
+
+
+def test_cached_clean_references_change_no_row(model_dir, trained):
+    model, tok = load_model(config(model_dir))
+    units = [
+        ("wikitext2_ppl", "gaussian", 0.08, "cachemedic"),
+        ("sst2_prompted", "clean", 0.0, "smoothing"),
+    ]
+    results = {}
+    for budget in (1024, 0):
+        ev = Evaluator(
+            SimpleNamespace(path=trained), config(model_dir, clean_cache_mb=budget), model, tok
+        )
+        results[budget] = [ev.run_unit(u)["rows"] for u in units for _ in range(2)]
+        assert (len(ev._clean) > 0) == (budget > 0)
+    assert results[1024] == results[0]
+    memory = ev.run_unit(units[0])
+    assert memory["peak_memory_mb"] > 0 and memory["peak_memory_scope"] == "process"
 
 
 def test_eval_refuses_an_untrained_run(model_dir, tmp_path):

@@ -10,6 +10,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from cachemedicpp.calibration import search_eps
 from cachemedicpp.config import PROJECT, load_run_config, resolve, schema
+from cachemedicpp.data import split_stream
+from cachemedicpp.modeling import load_model
+from cachemedicpp.ppl import perplexity, sliding_windows
 from cachemedicpp.train import train_run
 from labkit.checkpoint import load_checkpoint
 from labkit.config import validate
@@ -177,6 +180,11 @@ def test_mve_local_runs_on_the_zoo_test_model(zoo_test_model, tmp_path):
     calibration = json.loads((run / "metrics" / "calibration.json").read_text())["metrics"]
     for kind, found in calibration["types"].items():
         assert calibration["grids"][kind] == [found["eps_star"] * m for m in (0, 0.25, 0.5, 1, 2)]
+    # Calibration scores like the PPL eval: stride-64 windows, only their new tokens.
+    model, tok = load_model(cfg)
+    windows = sliding_windows(split_stream(cfg, tok, "calibration_split"), 128, 64, 2)
+    assert windows[1].score_from == 64
+    assert calibration["ppl_clean"] == pytest.approx(perplexity(model, windows), rel=1e-9)
 
 
 @pytest.mark.parametrize(("power", "eps_max", "reached"), [(2, 2.0, True), (1, 0.1, False)])

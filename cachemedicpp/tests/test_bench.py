@@ -1,0 +1,51 @@
+"""The benchmark scripts run end to end at a tiny size and report consistent ratios."""
+
+import importlib.util
+
+import pytest
+
+from cachemedicpp.config import PROJECT, resolve
+
+
+def bench(name):
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decode_overhead_reports_the_three_variants(gpt2):
+    rep_cfg = resolve(
+        {
+            "model": {"name": "x"},
+            "data": {"dataset": "x"},
+            "repair": {"rank": 4, "protect_layers": [0, 1]},
+        }
+    )["repair"]
+    out = bench("decode_overhead").measure(
+        gpt2(n_layer=2, n_embd=32), rep_cfg, prompt_tokens=8, new_tokens=3, repeats=1
+    )
+    tps = out["tokens_per_s"]
+    assert set(tps) == {"stock_eager", "patched_none", "patched_r_phi"}
+    assert all(v > 0 for v in tps.values())
+    assert out["ratio_r_phi_to_stock"] == pytest.approx(tps["patched_r_phi"] / tps["stock_eager"])
+    d, r = 8, 4
+    assert out["repair_params"] == 2 * (6 * d * r + 2 * r * r + 4 * r)  # design §5, option A
+
+
+def test_train_step_times_steps_against_teacher_forwards(model_dir):
+    cfg = resolve(
+        {
+            "threads": 1,
+            "model": {"name": str(model_dir)},
+            "data": {"dataset": "local:stories@test", "prefix_tokens": 32},
+            "corruption": {"axes": {"head_mode": "all", "n_recent": 8}},
+            "repair": {"rank": 4, "protect_layers": [0, 1]},
+            "loss": {"kd_positions": 8},
+        }
+    )
+    out = bench("train_step").measure(cfg, steps=2)
+    assert out["steps"] == 2 and out["train_step_s"] > 0 and out["teacher_forward_s"] > 0
+    assert out["ratio_step_to_forward"] == pytest.approx(
+        out["train_step_s"] / out["teacher_forward_s"]
+    )
