@@ -1,4 +1,4 @@
-"""`python -m esper train-host | plot | prefetch` (run from `esper/`)."""
+"""`python -m esper train-host | calibrate | train-tamiyo | evaluate | plot | prefetch` (run from `esper/`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from esper.config import load_esper_config, resolve_device, set_threads, task_config
+from esper.evaluate.command import add_evaluate_parser
+from esper.evaluate.figures import plot_evaluation
+from esper.evaluate.harness import PHASE as EVALUATE_PHASE
+from esper.simic.calibrate import PHASE as CALIBRATE_PHASE
+from esper.simic.calibrate import calibrate
+from esper.simic.figures import plot_training
+from esper.simic.train import PHASE as TAMIYO_PHASE
+from esper.simic.train import train_tamiyo
 from esper.tamiyo import POLICIES
 from esper.train_host import PHASE, train_host
 from esper.utils.data import load_task_data
 from esper.utils.plots import plot_run
 from labkit.cli import run_cli
 from labkit.determinism import seed_everything
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, MissingInputError
 from labkit.rundir import RunDir
+
+PLOTTERS = {PHASE: plot_run, TAMIYO_PHASE: plot_training, EVALUATE_PHASE: plot_evaluation}
 
 
 def _default_run_dir(config: str, policy: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("runs") / f"train-host-{Path(config).stem}-{policy}-{stamp}"
+    name = "ppo" if policy.endswith(".pt") else policy
+    return Path("runs") / f"train-host-{Path(config).stem}-{name}-{stamp}"
 
 
 def cmd_train_host(args: argparse.Namespace) -> int:
@@ -64,12 +75,88 @@ def _mean_ci(ci: dict) -> str:
     return f"{ci['value']:.4g} (95% CI {ci['low']:.4g} to {ci['high']:.4g}, n={ci['n']})"
 
 
+def _policy_arg(value: str) -> str:
+    if value in POLICIES or value.endswith(".pt"):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r}: choose {', '.join(POLICIES)} or a policy .pt file"
+    )
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
-    """Redraw a run's figures from its logs and index them."""
+    """Redraw a run's figures from its logs (the plotter of each phase the run has) and index them."""
     run = RunDir.open(args.run_dir)
-    for fig in plot_run(run.path):
-        run.register_artifact(fig)
-        print(fig)
+    phases = [p for p in run.record.get("phases", {}) if p in PLOTTERS]
+    if not phases:
+        raise MissingInputError(f"{run.path} has no phase with figures ({', '.join(PLOTTERS)})")
+    for phase in phases:
+        for fig in PLOTTERS[phase](run.path):
+            run.register_artifact(fig)
+            print(fig)
+    return 0
+
+
+def _start(args: argparse.Namespace, phase: str, default: Path) -> tuple[dict, object, RunDir]:
+    """Config, data and run dir of a calibrate or train-tamiyo command."""
+    cfg = load_esper_config(args.config, args.overrides)
+    set_threads(cfg["threads"])
+    flags = seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    data = load_task_data(cfg["task"]["task_type"], cfg["data"])
+    run = RunDir.create(
+        args.run_dir or default,
+        cfg,
+        phase=phase,
+        resume=args.resume,
+        config_path=args.config,
+        seeds={"seed": cfg["seed"]},
+        determinism=flags,
+        device=device,
+    )
+    return cfg, data, run
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Train the bare host on 3 seeds; write sigma and target to calibration.json."""
+    default = Path("runs") / f"calibrate-{Path(args.config).stem}-{_stamp()}"
+    cfg, data, run = _start(args, CALIBRATE_PHASE, default)
+    with run.running():
+        result = calibrate(cfg, run, data)
+    print(
+        f"calibrate: {cfg['task']['name']} loss_delta_std {result['loss_delta_std']:.4g}, "
+        f"target_loss {result['target_loss']:.4g} (best val losses {result['best_val_losses']})"
+    )
+    print(
+        f"  use: task.target_loss=calibrated task.loss_delta_std=calibrated "
+        f"task.calibration={run.path / 'calibration.json'} (ppo_* configs have the key)"
+    )
+    return 0
+
+
+def cmd_train_tamiyo(args: argparse.Namespace) -> int:
+    """Train Tamiyo by masked PPO; policy.pt, logs, summary and figures in the run dir."""
+    if args.pause_at is not None and args.pause_at < 1:
+        raise ConfigError("--pause_at must be at least 1")
+    cfg = load_esper_config(args.config, args.overrides)
+    if "ppo" not in cfg:
+        raise ConfigError(f"{args.config} has no ppo block; use a ppo_*.yaml config")
+    if cfg["ppo"]["backend"] != "cleanrl":
+        raise ConfigError("ppo.backend sb3 needs sb3-contrib, which is not installed; use cleanrl")
+    default = Path("runs") / f"train-tamiyo-{Path(args.config).stem}-{_stamp()}"
+    cfg, data, run = _start(args, TAMIYO_PHASE, default)
+    with run.running():
+        summary = train_tamiyo(cfg, run, data, pause_at=args.pause_at)
+    delta = summary["heldout_ppo_minus_random"]
+    print(
+        f"train-tamiyo: {summary['updates']} updates, {summary['training_episodes']} episodes, run {run.path}"
+    )
+    print(f"  held-out return, greedy PPO - random: {_mean_ci(delta)}")
+    print(f"  WAIT share (greedy, held out): {summary['heldout_ppo_wait_share']:.2f}")
+    print(f"  policy {run.path / 'policy.pt'}; figures in {run.path / 'figures'}")
     return 0
 
 
@@ -90,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-host", help="train a host under a static, random or heuristic Tamiyo")
     t.add_argument("--config", required=True, help="YAML config, e.g. configs/cifar10_local.yaml")
-    t.add_argument("--policy", choices=POLICIES, help="shorthand for policy=P")
+    t.add_argument(
+        "--policy", type=_policy_arg, help="shorthand for policy=P (a baseline or a policy.pt)"
+    )
     t.add_argument("--episodes", type=int, help="shorthand for episodes=N")
     t.add_argument("--seed", type=int, help="shorthand for seed=S")
     t.add_argument(
@@ -105,6 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. optimizer.lr=0.05")
     t.set_defaults(func=cmd_train_host)
+
+    for name, func, what in (
+        ("calibrate", cmd_calibrate, "train the bare host on 3 seeds; write calibration.json"),
+        ("train-tamiyo", cmd_train_tamiyo, "train Tamiyo by masked PPO (ppo_*.yaml configs)"),
+    ):
+        c = sub.add_parser(name, help=what)
+        c.add_argument("--config", required=True)
+        c.add_argument("--run_dir", help=f"run directory (default runs/{name}-<config>-<UTC>)")
+        c.add_argument(
+            "--resume",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
+        )
+        if name == "train-tamiyo":
+            c.add_argument("--pause_at", type=int, help="request a pause after update K (exit 75)")
+        c.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. ppo.episodes=8")
+        c.set_defaults(func=func)
+    add_evaluate_parser(sub)
 
     pl = sub.add_parser("plot", help="redraw a run's figures from its saved logs")
     pl.add_argument("--run_dir", required=True)

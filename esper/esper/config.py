@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +15,7 @@ from esper.leyline import TASK_TYPES, TaskConfig
 from esper.tamiyo import POLICIES
 from esper.utils.data import ImageData, TokenData
 from labkit.config import load_config
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, MissingInputError
 
 _INT1 = {"type": "integer", "minimum": 1}
 _POS = {"type": "number", "exclusiveMinimum": 0}
@@ -39,6 +41,54 @@ _DATA_COMMON = {
     "max_val_batches": _CAP,
 }
 _RGB = {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}
+CALIBRATED = "calibrated"
+_POLICY_FILE = {"type": "string", "pattern": r"\.pt$"}  # a trained Tamiyo: train-tamiyo's policy.pt
+_NUM = {"type": "number"}
+_FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+_NONNEG = {"type": "number", "minimum": 0}
+# Every key optional: an absent one keeps the §6 default (simic.reward.RewardConfig).
+REWARD = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "loss_delta_weight": _NONNEG,
+        "max_loss_delta": _POS,
+        "regression_scale": _FRACTION,
+        "stage_weight": _NONNEG,
+        "gamma": _FRACTION,
+        "stage_bonus": {"enum": ["potential", "presence"]},
+        "terminal_weight": _NONNEG,
+        "rent_weight": _NONNEG,
+        "rent_cap": _POS,
+        "rent_grace_epochs": {"type": "integer", "minimum": 0},
+        "germination_grace_epochs": {"type": "integer", "minimum": 0},
+        "governor_penalty": _NONNEG,
+    },
+}
+PPO = _obj(
+    {
+        "backend": {"enum": ["cleanrl", "sb3"]},
+        "episodes": _INT1,
+        "num_envs": _INT1,
+        "lr": _POS,
+        "gamma": _FRACTION,
+        "gae_lambda": _FRACTION,
+        "clip_coef": _POS,
+        "clip_vloss": {"type": "boolean"},
+        "vf_coef": _NONNEG,
+        "max_grad_norm": _POS,
+        "update_epochs": _INT1,
+        "minibatch_size": _INT1,
+        "target_kl": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "kl_stop_factor": _POS,
+        "ent_coef": _NONNEG,
+        "ent_coef_final": _NONNEG,
+        "hidden": _INT1,
+        "head_hidden": _INT1,
+        "obs_ema": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "baseline_episodes": {"type": "integer", "minimum": 0},
+    }
+)
 IMAGE_DATA = _obj(
     _DATA_COMMON
     | {
@@ -65,7 +115,7 @@ SCHEMA: dict[str, Any] = {
         {
             "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
             "episodes": _INT1,
-            "policy": {"enum": list(POLICIES)},
+            "policy": {"anyOf": [{"enum": list(POLICIES)}, _POLICY_FILE]},
             "device": {"enum": ["cpu", "cuda", "auto"]},
             "threads": {"type": ["integer", "null"], "minimum": 1},
             "checkpoint_every": _INT1,
@@ -74,14 +124,17 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "minLength": 1},
                     "task_type": {"enum": list(TASK_TYPES)},
                     "topology": {"enum": list(TASK_TYPES.values())},
-                    "target_loss": {"type": "number", "minimum": 0},
-                    "loss_delta_std": _POS,
+                    "target_loss": {
+                        "anyOf": [{"type": "number", "minimum": 0}, {"const": CALIBRATED}]
+                    },
+                    "loss_delta_std": {"anyOf": [_POS, {"const": CALIBRATED}]},
                     "max_epochs": _INT1,
                     "blending_steps": _INT1,
                     "blend_tau": _POS,
                     "dwell_fraction": _POS,
                     "embargo_epochs": _INT1,
-                }
+                },
+                {"calibration": {"type": ["string", "null"], "minLength": 1}},
             ),
             "data": {"type": "object"},
             "host": {"type": "object"},
@@ -137,7 +190,8 @@ SCHEMA: dict[str, Any] = {
                     "penalty_skip": _POS,
                 }
             ),
-        }
+        },
+        {"reward": REWARD, "ppo": PPO},
     ),
     # The data and host blocks depend on the task: images + CNN, or tokens + transformer.
     "if": {"properties": {"task": {"properties": {"task_type": {"const": "classification"}}}}},
@@ -181,6 +235,20 @@ def load_esper_config(path: str | os.PathLike, overrides: Iterable[str] = ()) ->
     return cfg
 
 
+def calibrated(task: Mapping[str, Any], key: str) -> float:
+    """`task.<key>` as configured, or read from `task.calibration` (calibrate's JSON) when `calibrated`."""
+    if task[key] != CALIBRATED:
+        return task[key]
+    if task.get("calibration") is None:
+        raise ConfigError(f"task.{key} is {CALIBRATED!r} but task.calibration names no file")
+    path = Path(task["calibration"])
+    if not path.is_file():
+        raise MissingInputError(
+            f"task.calibration {path} not found; run `python -m esper calibrate` first"
+        )
+    return float(json.loads(path.read_text(encoding="utf-8"))[key])
+
+
 def task_config(cfg: Mapping[str, Any], data: ImageData | TokenData) -> TaskConfig:
     """The TaskConfig of a loaded config, with the class or vocabulary count the data supplies."""
     t = cfg["task"]
@@ -190,8 +258,8 @@ def task_config(cfg: Mapping[str, Any], data: ImageData | TokenData) -> TaskConf
             task_type=t["task_type"],
             topology=t["topology"],
             n_outputs=data.n_outputs,
-            target_loss=t["target_loss"],
-            loss_delta_std=t["loss_delta_std"],
+            target_loss=calibrated(t, "target_loss"),
+            loss_delta_std=calibrated(t, "loss_delta_std"),
             max_epochs=t["max_epochs"],
             steps_per_epoch=data.steps_per_epoch(),
             blending_steps=t["blending_steps"],

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from esper.leyline import PolicySignals, SeedStage, TaskConfig, blueprint_of, germinate_actions
+from esper.tamiyo.ppo_policy import load_ppo_policy
 from labkit.determinism import generator
+from labkit.errors import ConfigError
 
 
 @runtime_checkable
@@ -196,7 +198,14 @@ POLICIES = ("static", "heuristic", "random")
 def make_policy(
     name: str, actions: type[IntEnum], task: TaskConfig, heuristic: Mapping[str, Any]
 ) -> Policy:
-    """One of POLICIES by name."""
+    """One of POLICIES by name, or a trained Tamiyo from a policy .pt file."""
+    if name.endswith(".pt"):
+        policy = load_ppo_policy(name)
+        if policy.actions != [a.name for a in actions]:
+            raise ConfigError(
+                f"{name} was trained for actions {policy.actions}, this task has {[a.name for a in actions]}"
+            )
+        return policy
     if name == "static":
         return StaticPolicy()
     if name == "random":

@@ -1,0 +1,1 @@
+"""Evaluation: paired episodes of trained and baseline Tamiyos, BCa CIs, figures, results tables."""

@@ -1,0 +1,118 @@
+"""`python -m esper evaluate`: trained Tamiyos vs the random, heuristic and static baselines."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from esper.config import SCHEMA, check_config, resolve_device, set_threads, task_config
+from esper.evaluate.harness import PHASE, evaluate
+from esper.evaluate.table import results_markdown
+from esper.evaluate.units import expand_specs, resolve_units
+from esper.utils.data import load_task_data
+from labkit.config import load_config
+from labkit.determinism import seed_everything
+from labkit.errors import ConfigError
+from labkit.rundir import RunDir
+
+_INT1 = {"type": "integer", "minimum": 1}
+EVAL_BLOCK = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["episodes", "workers", "chunk_episodes", "policies"],
+    "properties": {
+        "episodes": _INT1,
+        "workers": _INT1,
+        "chunk_episodes": _INT1,
+        "policies": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+    },
+}
+
+
+def eval_schema() -> dict[str, Any]:
+    """The train-host schema without its policy, episodes, ppo and checkpoint keys, plus `eval`."""
+    schema = copy.deepcopy(SCHEMA)
+    for key in ("policy", "episodes", "ppo", "checkpoint_every"):
+        schema["properties"].pop(key)
+        if key in schema["required"]:
+            schema["required"].remove(key)
+    schema["properties"]["eval"] = EVAL_BLOCK
+    schema["required"].append("eval")
+    return schema
+
+
+def load_eval_config(
+    path: str | Path, overrides: list[str], policies: str | None = None
+) -> dict[str, Any]:
+    """Load and check an evaluation config; `policies` (comma-separated) replaces eval.policies."""
+    cfg = load_config(path, overrides, schema=eval_schema())
+    check_config(cfg)
+    specs = cfg["eval"]["policies"] if policies is None else policies.split(",")
+    cfg["eval"]["policies"] = expand_specs([s.strip() for s in specs if s.strip()])
+    return cfg
+
+
+def _default_run_dir(config: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"evaluate-{Path(config).stem}-{stamp}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Check policies, config and data; create or resume the run; evaluate; print the table."""
+    if args.pause_at is not None and args.pause_at < 1:
+        raise ConfigError("--pause_at must be at least 1")
+    extra = [*args.overrides]
+    for key in ("episodes", "workers"):
+        if getattr(args, key) is not None:
+            extra.append(f"eval.{key}={getattr(args, key)}")
+    cfg = load_eval_config(args.config, extra, args.policies)
+    units = resolve_units(cfg["eval"]["policies"], cfg)
+    set_threads(cfg["threads"])
+    flags = seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    task_config(cfg, load_task_data(cfg["task"]["task_type"], cfg["data"]))
+    run = RunDir.create(
+        args.run_dir or _default_run_dir(args.config),
+        cfg,
+        phase=PHASE,
+        resume=args.resume,
+        config_path=args.config,
+        seeds={"seed": cfg["seed"]},
+        determinism=flags,
+        device=device,
+    )
+    with run.running():
+        summary = evaluate(cfg, run, units, pause_at=args.pause_at)
+    print(results_markdown(summary), end="")
+    print(f"evaluate: run {run.path}; summary.json, results.md/.tex and figures/ written")
+    return 0
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `evaluate` on the `python -m esper` subcommands."""
+    e = sub.add_parser(
+        "evaluate", help="paired evaluation of trained Tamiyos against the baselines"
+    )
+    e.add_argument(
+        "--config", required=True, help="YAML config, e.g. configs/eval_cifar10_local.yaml"
+    )
+    e.add_argument(
+        "--policies",
+        help="comma-separated: ppo:DIR (a train-tamiyo run; globs allowed), heuristic, random, static "
+        "(default: eval.policies of the config)",
+    )
+    e.add_argument("--episodes", type=int, help="shorthand for eval.episodes=N")
+    e.add_argument("--workers", type=int, help="shorthand for eval.workers=W")
+    e.add_argument("--run_dir", help="run directory (default runs/evaluate-<config>-<UTC>)")
+    e.add_argument("--pause_at", type=int, help="request a pause after K episodes in all (exit 75)")
+    e.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
+    )
+    e.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.chunk_episodes=2")
+    e.set_defaults(func=cmd_evaluate)

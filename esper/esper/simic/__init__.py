@@ -1,0 +1,1 @@
+"""Simic: the shaped reward, the gymnasium environment and masked PPO that train Tamiyo."""
