@@ -8,7 +8,6 @@ episodes.jsonl. Resuming from the latest checkpoint reproduces the same bytes in
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,13 +30,15 @@ from labkit.atomic import atomic_write_json
 from labkit.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    log_sizes,
+    rewind_logs,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from labkit.control import PauseControl, request_pause
 from labkit.determinism import derive_seed
-from labkit.errors import LabkitError, Paused
+from labkit.errors import Paused
 from labkit.heartbeat import Heartbeat, jsonable
 from labkit.jsonl import append_jsonl, read_jsonl
 from labkit.rundir import RunDir
@@ -174,7 +175,7 @@ class HostRun:
                 "policy": self.policy.state_dict(),
                 "tally": self.tally,
                 "rng": rng_state(),
-                "log_bytes": {n: _size(self.run.path / n) for n in LOGS},
+                "log_bytes": log_sizes(self.run.path, LOGS),
             },
         )
         for old in ckpt_dir.glob("state_*.pt"):
@@ -185,12 +186,7 @@ class HostRun:
     def restore(self, path: Path) -> None:
         """Continue from checkpoint `path`; log lines written after it are dropped."""
         state = load_checkpoint(path)
-        for name, size in state["log_bytes"].items():
-            log = self.run.path / name
-            if _size(log) < size:
-                raise LabkitError(f"{log} is shorter than checkpoint {path} recorded")
-            if log.exists():
-                os.truncate(log, size)
+        rewind_logs(self.run.path, state["log_bytes"])
         self.episode_idx = state["episode_idx"]
         self.tally = state["tally"]
         self.policy.load_state_dict(state["policy"])
@@ -199,10 +195,6 @@ class HostRun:
             self.episode = Episode(self.cfg, self.data, self.task, seed, self.device)
             self.episode.load_state_dict(state["episode"])
         set_rng_state(state["rng"])
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from labkit.atomic import atomic_write_with
-from labkit.errors import MissingInputError
+from labkit.errors import LabkitError, MissingInputError
 
 _LAST_INT = re.compile(r"(\d+)(?!.*\d)")
 
@@ -70,3 +70,22 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"]:
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def log_sizes(run_path: str | os.PathLike, names: Iterable[str]) -> dict[str, int]:
+    """Byte size of each named log under `run_path` (0 if absent), to store in a checkpoint."""
+    return {n: _size(Path(run_path) / n) for n in names}
+
+
+def rewind_logs(run_path: str | os.PathLike, sizes: Mapping[str, int]) -> None:
+    """Cut each log back to the size its checkpoint recorded, so redone steps are not logged twice."""
+    for name, size in sizes.items():
+        log = Path(run_path) / name
+        if _size(log) < size:
+            raise LabkitError(f"{log} is shorter ({_size(log)} B) than its checkpoint recorded")
+        if log.exists():
+            os.truncate(log, size)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0

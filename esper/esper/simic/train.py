@@ -8,7 +8,6 @@ resumes from the checkpoint and the logs end byte-identical to an uninterrupted 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,13 +30,15 @@ from labkit.atomic import atomic_write_json
 from labkit.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    log_sizes,
+    rewind_logs,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from labkit.control import PauseControl, request_pause
 from labkit.determinism import derive_seed, generator
-from labkit.errors import LabkitError, Paused
+from labkit.errors import Paused
 from labkit.heartbeat import Heartbeat, jsonable
 from labkit.jsonl import append_jsonl, read_jsonl
 from labkit.rundir import RunDir
@@ -182,7 +183,7 @@ class TamiyoTrainer:
                 "normaliser": self.normaliser.state_dict(),
                 "gen": self.gen.get_state(),
                 "rng": rng_state(),
-                "log_bytes": {n: _size(self.run.path / n) for n in LOGS},
+                "log_bytes": log_sizes(self.run.path, LOGS),
             },
         )
         for old in ckpt_dir.glob("update_*.pt"):
@@ -193,12 +194,7 @@ class TamiyoTrainer:
     def restore(self, path: Path) -> None:
         """Continue from checkpoint `path`; log lines written after it are dropped."""
         state = load_checkpoint(path)
-        for name, size in state["log_bytes"].items():
-            log = self.run.path / name
-            if _size(log) < size:
-                raise LabkitError(f"{log} is shorter than checkpoint {path} recorded")
-            if log.exists():
-                os.truncate(log, size)
+        rewind_logs(self.run.path, state["log_bytes"])
         self.update = state["update"]
         self.baseline_done = state["baseline_done"]
         self.net.load_state_dict(state["net"])
@@ -217,10 +213,6 @@ class TamiyoTrainer:
             task=self.task.name,
         )
         return save_checkpoint(self.run.path / "policy.pt", payload)
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 def train_tamiyo(
