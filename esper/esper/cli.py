@@ -145,7 +145,10 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
     if "ppo" not in cfg:
         raise ConfigError(f"{args.config} has no ppo block; use a ppo_*.yaml config")
     if cfg["ppo"]["backend"] != "cleanrl":
-        raise ConfigError("ppo.backend sb3 needs sb3-contrib, which is not installed; use cleanrl")
+        raise ConfigError(
+            "train-tamiyo trains the cleanrl backend; the sb3 MaskablePPO cross-check is "
+            "bench/crosscheck_sb3.py (no labkit pause/resume there)"
+        )
     default = Path("runs") / f"train-tamiyo-{Path(args.config).stem}-{_stamp()}"
     cfg, data, run = _start(args, TAMIYO_PHASE, default)
     with run.running():
