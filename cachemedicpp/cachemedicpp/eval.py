@@ -26,6 +26,7 @@ from cachemedicpp.intervention import Defense, intervene
 from cachemedicpp.memory import PeakMemory
 from cachemedicpp.mixture import donor_cache, make_event, ood_split
 from cachemedicpp.modeling import load_model
+from cachemedicpp.phase_run import open_phase_run, require_trained
 from cachemedicpp.repair import RepairOperator
 from cachemedicpp.tasks import (
     LABELS,
@@ -217,20 +218,9 @@ def eval_run(
 ) -> dict[str, Any]:
     """Run (or resume) the eval phase of a trained run; return the task metrics record."""
     flags = seed_everything(cfg["seed"])
-    if not (Path(run_dir) / "run_record.json").is_file():
-        raise MissingInputError(f"{run_dir} is not a trained run; run cachemedicpp.train first")
+    require_trained(run_dir)
     model, tok = load_model(cfg)
-    run = RunDir.create(
-        run_dir,
-        cfg,
-        phase=PHASE,
-        resume=resume,
-        force=not resume,
-        config_path=config_path,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=cfg["device"],
-    )
+    run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
     progress_path = run.path / "metrics" / "eval_progress.json"
     log_path = run.path / "logs" / "eval.jsonl"
     with run.running():

@@ -28,6 +28,7 @@ from cachemedicpp.heuristics import build_heuristic, clean_median_rms
 from cachemedicpp.intervention import Defense, intervene
 from cachemedicpp.masks import Axes, time_mask
 from cachemedicpp.modeling import load_model
+from cachemedicpp.phase_run import open_phase_run, require_trained
 from labkit.atomic import atomic_write_json
 from labkit.cli import run_cli
 from labkit.control import PauseControl
@@ -217,20 +218,9 @@ def stability_run(
 ) -> dict[str, Any]:
     """Run (or resume) the stability phase of an evaluated run; return its metrics record."""
     flags = seed_everything(cfg["seed"])
-    if not (Path(run_dir) / "run_record.json").is_file():
-        raise MissingInputError(f"{run_dir} is not a trained run; run cachemedicpp.train first")
+    require_trained(run_dir)
     model, tok = load_model(cfg)
-    run = RunDir.create(
-        run_dir,
-        cfg,
-        phase=PHASE,
-        resume=resume,
-        force=not resume,
-        config_path=config_path,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=cfg["device"],
-    )
+    run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
     layers = list(cfg["stability"]["layers"] or cfg["repair"]["protect_layers"])
     progress_path = run.path / "metrics" / "stability_progress.json"
     with run.running():

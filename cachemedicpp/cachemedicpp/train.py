@@ -23,6 +23,7 @@ from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_stream
 from cachemedicpp.mixture import donor_cache, eps_grids, make_event, ood_split, train_mix
 from cachemedicpp.modeling import load_model
+from cachemedicpp.phase_run import open_phase_run
 from cachemedicpp.ppl import sliding_windows
 from cachemedicpp.trainer import PHASE, Trainer
 from labkit.atomic import atomic_write_json, atomic_write_text
@@ -90,17 +91,7 @@ def train_run(
     flags = seed_everything(cfg["seed"])
     model, tokenizer = load_model(cfg)
     stream = split_stream(cfg, tokenizer, "train_split")
-    run = RunDir.create(
-        run_dir,
-        cfg,
-        phase=PHASE,
-        resume=resume,
-        force=not resume,
-        config_path=config_path,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=cfg["device"],
-    )
+    run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
     with run.running():
         mix = train_mix(cfg)
         split = ood_split(cfg)

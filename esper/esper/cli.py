@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 
-from esper.config import load_esper_config, resolve_device, set_threads, task_config
+from esper.config import load_esper_config, task_config
 from esper.evaluate.command import add_evaluate_parser
 from esper.evaluate.figures import plot_evaluation
 from esper.evaluate.harness import PHASE as EVALUATE_PHASE
+from esper.rundirs import default_run_dir, open_run
 from esper.simic.calibrate import PHASE as CALIBRATE_PHASE
 from esper.simic.calibrate import calibrate
 from esper.simic.figures import plot_training
@@ -20,17 +20,10 @@ from esper.train_host import PHASE, train_host
 from esper.utils.data import load_task_data
 from esper.utils.plots import plot_run
 from labkit.cli import run_cli
-from labkit.determinism import seed_everything
 from labkit.errors import ConfigError, MissingInputError
 from labkit.rundir import RunDir
 
 PLOTTERS = {PHASE: plot_run, TAMIYO_PHASE: plot_training, EVALUATE_PHASE: plot_evaluation}
-
-
-def _default_run_dir(config: str, policy: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = "ppo" if policy.endswith(".pt") else policy
-    return Path("runs") / f"train-host-{Path(config).stem}-{name}-{stamp}"
 
 
 def cmd_train_host(args: argparse.Namespace) -> int:
@@ -42,21 +35,11 @@ def cmd_train_host(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             extra.append(f"{key}={getattr(args, key)}")
     cfg = load_esper_config(args.config, extra)
-    set_threads(cfg["threads"])
-    flags = seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    data = load_task_data(cfg["task"]["task_type"], cfg["data"])
-    task = task_config(cfg, data)
-    run = RunDir.create(
-        args.run_dir or _default_run_dir(args.config, cfg["policy"]),
-        cfg,
-        phase=PHASE,
-        resume=args.resume,
-        config_path=args.config,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=device,
+    run_dir = args.run_dir or default_run_dir("train-host", Path(args.config).stem, cfg["policy"])
+    data, run = open_run(
+        cfg, run_dir, PHASE, resume=args.resume, config_path=args.config, check_task=True
     )
+    task = task_config(cfg, data)
     with run.running():
         summary = train_host(cfg, run, data, pause_at=args.pause_at)
     print(
@@ -96,34 +79,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start(args: argparse.Namespace, phase: str, default: Path) -> tuple[dict, object, RunDir]:
+def _start(args: argparse.Namespace, phase: str, command: str) -> tuple[dict, object, RunDir]:
     """Config, data and run dir of a calibrate or train-tamiyo command."""
     cfg = load_esper_config(args.config, args.overrides)
-    set_threads(cfg["threads"])
-    flags = seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    data = load_task_data(cfg["task"]["task_type"], cfg["data"])
-    run = RunDir.create(
-        args.run_dir or default,
-        cfg,
-        phase=phase,
-        resume=args.resume,
-        config_path=args.config,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=device,
-    )
+    run_dir = args.run_dir or default_run_dir(command, Path(args.config).stem)
+    data, run = open_run(cfg, run_dir, phase, resume=args.resume, config_path=args.config)
     return cfg, data, run
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Train the bare host on 3 seeds; write sigma and target to calibration.json."""
-    default = Path("runs") / f"calibrate-{Path(args.config).stem}-{_stamp()}"
-    cfg, data, run = _start(args, CALIBRATE_PHASE, default)
+    cfg, data, run = _start(args, CALIBRATE_PHASE, "calibrate")
     with run.running():
         result = calibrate(cfg, run, data)
     print(
@@ -149,8 +115,7 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
             "train-tamiyo trains the cleanrl backend; the sb3 MaskablePPO cross-check is "
             "bench/crosscheck_sb3.py (no labkit pause/resume there)"
         )
-    default = Path("runs") / f"train-tamiyo-{Path(args.config).stem}-{_stamp()}"
-    cfg, data, run = _start(args, TAMIYO_PHASE, default)
+    cfg, data, run = _start(args, TAMIYO_PHASE, "train-tamiyo")
     with run.running():
         summary = train_tamiyo(cfg, run, data, pause_at=args.pause_at)
     delta = summary["heldout_ppo_minus_random"]

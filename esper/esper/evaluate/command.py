@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from esper.config import SCHEMA, check_config, resolve_device, set_threads, task_config
+from esper.config import SCHEMA, check_config
 from esper.evaluate.harness import PHASE, evaluate
 from esper.evaluate.table import results_markdown
 from esper.evaluate.units import expand_specs, resolve_units
-from esper.utils.data import load_task_data
+from esper.rundirs import default_run_dir, open_run
 from labkit.config import load_config
-from labkit.determinism import seed_everything
 from labkit.errors import ConfigError
-from labkit.rundir import RunDir
 
 _INT1 = {"type": "integer", "minimum": 1}
 EVAL_BLOCK = {
@@ -55,11 +52,6 @@ def load_eval_config(
     return cfg
 
 
-def _default_run_dir(config: str) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("runs") / f"evaluate-{Path(config).stem}-{stamp}"
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Check policies, config and data; create or resume the run; evaluate; print the table."""
     if args.pause_at is not None and args.pause_at < 1:
@@ -70,19 +62,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             extra.append(f"eval.{key}={getattr(args, key)}")
     cfg = load_eval_config(args.config, extra, args.policies)
     units = resolve_units(cfg["eval"]["policies"], cfg)
-    set_threads(cfg["threads"])
-    flags = seed_everything(cfg["seed"])
-    device = resolve_device(cfg["device"])
-    task_config(cfg, load_task_data(cfg["task"]["task_type"], cfg["data"]))
-    run = RunDir.create(
-        args.run_dir or _default_run_dir(args.config),
-        cfg,
-        phase=PHASE,
-        resume=args.resume,
-        config_path=args.config,
-        seeds={"seed": cfg["seed"]},
-        determinism=flags,
-        device=device,
+    run_dir = args.run_dir or default_run_dir("evaluate", Path(args.config).stem)
+    _, run = open_run(
+        cfg, run_dir, PHASE, resume=args.resume, config_path=args.config, check_task=True
     )
     with run.running():
         summary = evaluate(cfg, run, units, pause_at=args.pause_at)

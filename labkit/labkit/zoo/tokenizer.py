@@ -13,7 +13,7 @@ from labkit.zoo.world import TOKEN_PATTERN, tokenize
 EOS = "<|endoftext|>"
 UNK = "<unk>"
 # Decoding joins tokens with spaces, then glues punctuation, quotes and line breaks to their neighbours.
-# World quotes close right after "," or "?"; parking those closing quotes on a placeholder first lets
+# World quotes close right after "," or "?"; parking those closing quotes on a sentinel character first lets
 # every remaining quote glue to the word after it.
 _PARK = "\x00"
 _GLUE = [
