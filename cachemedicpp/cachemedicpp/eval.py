@@ -218,8 +218,8 @@ def eval_run(
 ) -> dict[str, Any]:
     """Run (or resume) the eval phase of a trained run; return the task metrics record."""
     flags = seed_everything(cfg["seed"])
-    require_trained(run_dir)
     model, tok = load_model(cfg)
+    require_trained(cfg, run_dir, model)
     run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
     progress_path = run.path / "metrics" / "eval_progress.json"
     log_path = run.path / "logs" / "eval.jsonl"

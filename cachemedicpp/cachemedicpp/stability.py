@@ -218,8 +218,8 @@ def stability_run(
 ) -> dict[str, Any]:
     """Run (or resume) the stability phase of an evaluated run; return its metrics record."""
     flags = seed_everything(cfg["seed"])
-    require_trained(run_dir)
     model, tok = load_model(cfg)
+    require_trained(cfg, run_dir, model)
     run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
     layers = list(cfg["stability"]["layers"] or cfg["repair"]["protect_layers"])
     progress_path = run.path / "metrics" / "stability_progress.json"

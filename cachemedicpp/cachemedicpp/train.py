@@ -23,7 +23,7 @@ from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_stream
 from cachemedicpp.mixture import donor_cache, eps_grids, make_event, ood_split, train_mix
 from cachemedicpp.modeling import load_model
-from cachemedicpp.phase_run import open_phase_run
+from cachemedicpp.phase_run import check_same_model, model_identity, open_phase_run
 from cachemedicpp.ppl import sliding_windows
 from cachemedicpp.trainer import PHASE, Trainer
 from labkit.atomic import atomic_write_json, atomic_write_text
@@ -91,7 +91,9 @@ def train_run(
     flags = seed_everything(cfg["seed"])
     model, tokenizer = load_model(cfg)
     stream = split_stream(cfg, tokenizer, "train_split")
+    check_same_model(run_dir, model)
     run = open_phase_run(cfg, run_dir, PHASE, flags, resume=resume, config_path=config_path)
+    run.update(model=model_identity(model))
     with run.running():
         mix = train_mix(cfg)
         split = ood_split(cfg)

@@ -6,18 +6,21 @@ from types import SimpleNamespace
 import pytest
 import torch
 from torch.nn import functional as F
+from transformers import GPT2LMHeadModel
 
 from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import Evaluator, eval_run
 from cachemedicpp.eval_metrics import recovery, unit_key
 from cachemedicpp.heuristics import Heuristic
 from cachemedicpp.modeling import load_model
+from cachemedicpp.phase_run import require_trained
 from cachemedicpp.tasks import ppl_examples, score_ppl
 from cachemedicpp.train import train_run
 from labkit.config import validate
 from labkit.control import request_pause
-from labkit.errors import MissingInputError, Paused
+from labkit.errors import MissingInputError, Paused, RunExistsError
 from labkit.jsonl import read_jsonl
+from labkit.zoo import weights_digest
 
 EVAL = {
     "tasks": ["wikitext2_ppl", "sst2_prompted", "needle_long_context"],
@@ -181,6 +184,28 @@ def test_cached_clean_references_change_no_row(model_dir, trained):
 def test_eval_refuses_an_untrained_run(model_dir, tmp_path):
     with pytest.raises(MissingInputError):
         eval_run(config(model_dir), tmp_path / "nothing")
+
+
+def test_eval_refuses_other_weights_than_training_used(model_dir, trained, tmp_path):
+    other = tmp_path / "rebuilt"
+    shutil.copytree(model_dir, other)
+    model = GPT2LMHeadModel.from_pretrained(other)
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.01)
+    model.save_pretrained(other)  # what a zoo rebuild under the same name would do
+    before = (trained / "run_record.json").read_bytes()
+    with pytest.raises(RunExistsError, match="was trained on weights"):
+        eval_run(config(other), trained)
+    assert (trained / "run_record.json").read_bytes() == before
+    record = json.loads(before)
+    assert record["model"]["path"] == str(model_dir)
+    assert record["model"]["weights_sha256"] == weights_digest(model_dir)
+    own = tmp_path / "own"
+    train_run(config(other), own)
+    paired = config(other, no_contr_run_dir=str(trained))
+    require_trained(config(other), own, load_model(paired)[0])
+    with pytest.raises(RunExistsError, match=f"{trained} was trained on weights"):
+        require_trained(paired, own, load_model(paired)[0])
 
 
 def test_filler_needles_fit_their_budget_and_hold_the_answer(model_dir):

@@ -12,7 +12,7 @@ import huggingface_hub.constants
 import pytest
 
 from labkit.errors import ConfigError, MissingInputError
-from labkit.zoo import known_names, load_dataset, resolve_dataset, resolve_model
+from labkit.zoo import known_names, load_dataset, resolve_dataset, resolve_model, weights_digest
 from labkit.zoo.catalog import CATALOG, ZooItem, parse_name
 
 
@@ -133,6 +133,20 @@ def test_local_model_gets_a_zoo_card_with_weight_hash(fake_zoo, isolated_zoo_hom
     assert card["weights_sha256"] == {"model.safetensors": hashlib.sha256(weights).hexdigest()}
     assert card["quality"] == {"val_ppl": 12.5, "unigram_ppl": 80.0}
     assert (card["seed"], card["size"], card["version"], card["kind"]) == (1, "test", "7", "model")
+
+
+def test_weights_digest_reads_the_card_or_hashes_the_files(fake_zoo, isolated_zoo_home, tmp_path):
+    path = resolve_model("local:fakemodel", size="test", seed=1)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "model.safetensors").write_bytes((path / "model.safetensors").read_bytes())
+    assert weights_digest(path) == weights_digest(copy)  # card and hashing agree
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    (changed / "model.safetensors").write_bytes(b"other weights")
+    assert weights_digest(changed) != weights_digest(copy)
+    with pytest.raises(MissingInputError, match="holds no"):
+        weights_digest(tmp_path)
 
 
 def test_local_paths(tmp_path):

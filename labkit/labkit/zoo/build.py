@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from rich.progress import (
 import labkit
 from labkit.errors import ConfigError
 from labkit.zoo.catalog import ZooItem
+from labkit.zoo.fingerprint import file_digests
 from labkit.zoo.store import build_atomically, cache_key, item_dir
 
 
@@ -50,17 +50,6 @@ def check_options(item: ZooItem, options: Mapping[str, Any]) -> None:
         raise ConfigError(f"{item.zoo_name} takes no option {unknown}; its options: {allowed}")
 
 
-def _weights_sha256(out_dir: Path) -> dict[str, str]:
-    files = sorted(out_dir.glob("*.safetensors"))
-    if not files:
-        raise RuntimeError(f"model builder wrote no *.safetensors weights into {out_dir}")
-    digests = {}
-    for path in files:
-        with path.open("rb") as fh:
-            digests[path.name] = hashlib.file_digest(fh, "sha256").hexdigest()
-    return digests
-
-
 def _save_quietly(data: Any, out: Path) -> None:
     # datasets' own tqdm bars would interleave with the rich bar above.
     import datasets
@@ -82,7 +71,7 @@ def _run_builder(
     with progress_bar(f"building {item.zoo_name}@{size} (seed {seed})") as report:
         if item.kind == "model":
             card = builder(*lead, size, seed, out, report)
-            return {**card, "weights_sha256": _weights_sha256(out)}
+            return {**card, "weights_sha256": file_digests(out)}
         data = builder(*lead, size, seed, **options)
         _save_quietly(data, out)
         return {"splits": {split: data[split].num_rows for split in data}}
