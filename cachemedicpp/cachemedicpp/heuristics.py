@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from cachemedicpp.masks import Axes
 from labkit.determinism import generator
 
 HEURISTICS = ("reset_clear", "smoothing", "masking_dropout", "clipping_renorm")
@@ -24,6 +25,7 @@ class Heuristic:
     name: str
     layers: frozenset[int] | None
     oracle_mask: bool
+    axes: Axes | None = None
     beta: float = 0.3
     dropout_p: float = 0.02
     clip_value: float = 6.0
@@ -73,6 +75,7 @@ def build_heuristic(
         name=name,
         layers=frozenset(cfg["repair"]["protect_layers"]),
         oracle_mask=base["oracle_mask"],
+        axes=Axes.from_config(cfg["corruption"]["axes"]),
         beta=base["smoothing_beta"],
         dropout_p=base["dropout_p"],
         clip_value=base["clip_value"],

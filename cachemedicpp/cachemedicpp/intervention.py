@@ -21,6 +21,7 @@ from transformers import Cache, PreTrainedModel
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention, eager_attention_forward
 
 from cachemedicpp.corruption import CorruptionEvent, EventState
+from cachemedicpp.masks import Axes, time_mask
 from cachemedicpp.patch import check_batch, interceptor_of
 from cachemedicpp.repair import RepairOperator
 
@@ -29,9 +30,8 @@ class KVDefense(Protocol):
     """A heuristic defense: it rewrites K,V [1,H,T,d] of its layers inside `region` [1,H,T,1]."""
 
     layers: frozenset[int] | None  # None: every layer
-    oracle_mask: (
-        bool  # True: the region is the event's true mask, else its time region on all heads
-    )
+    oracle_mask: bool  # True: the region is the event's true mask, else its time region
+    axes: Axes | None  # the time region of a read without an event (None: the whole cache)
 
     def __call__(
         self, layer: int, key: torch.Tensor, value: torch.Tensor, region: torch.Tensor
@@ -96,7 +96,7 @@ class Intervention:
             damaged = self.state.realized.get(layer, 0.0) > 0
         heuristic = self.heuristic
         if heuristic is not None and (heuristic.layers is None or layer in heuristic.layers):
-            region = self.region(layer, key.shape[-2], oracle=heuristic.oracle_mask)
+            region = self.region(layer, key.shape[-2], heuristic)
             key, value = heuristic(layer, key, value, region.to(key.device))
         if self.repair is not None and layer in self.repair.layers:
             out = self.repair.attend(layer, query, key, value, attention_mask, scaling)
@@ -111,11 +111,19 @@ class Intervention:
             self.records[layer] = LayerRecord(cached_k, cached_v, key, value, repaired, damaged)
         return out
 
-    def region(self, layer: int, length: int, *, oracle: bool) -> torch.Tensor:
-        """Boolean [1,H,T,1] a heuristic may touch: the event's region, or all of it without one."""
-        if self.state is None:
-            return torch.ones(1, self.n_heads, length, 1, dtype=torch.bool)
-        return self.state.region(layer, length, oracle=oracle)
+    def region(self, layer: int, length: int, heuristic: KVDefense) -> torch.Tensor:
+        """Boolean [1,H,T,1] a heuristic may touch: the event's region, else its own time region.
+
+        A clean read gets the same time region as a damaged one, so a heuristic's clean
+        regression measures what it costs where it would act, not on the recent tokens too.
+        """
+        if self.state is not None:
+            return self.state.region(layer, length, oracle=heuristic.oracle_mask)
+        if heuristic.axes is None:
+            t = torch.ones(length, dtype=torch.bool)
+        else:
+            t = time_mask(heuristic.axes, length)
+        return t[None, None, :, None].expand(1, self.n_heads, length, 1)
 
     def commit(self, cache: Cache) -> None:
         """Persistent events: write C once into the cache (call after prefill); no-op otherwise."""

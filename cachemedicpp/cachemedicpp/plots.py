@@ -67,8 +67,10 @@ def fig_score_vs_eps(cells: Sequence[Mapping[str, Any]], path: Path) -> Path:
                 ax.fill_between(eps, lo, hi, alpha=0.15)
             ax.set_title(f"{task} / {kind}", fontsize=8)
             ax.set_xlabel("eps", fontsize=7)
-            ax.set_ylabel("PPL" if task == PPL else "accuracy", fontsize=7)
-            ax.tick_params(labelsize=6)
+            ax.set_ylabel("PPL (log)" if task == PPL else "accuracy", fontsize=7)
+            if task == PPL:
+                ax.set_yscale("log")  # reset_clear's PPL would flatten every other curve
+            ax.tick_params(labelsize=6, which="both")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)

@@ -191,6 +191,7 @@ class ZeroRegion:
     layers: frozenset[int] | None
     oracle_mask: bool
     seen: list
+    axes: Axes | None = None
 
     def __call__(self, layer, key, value, region):
         self.seen.append((layer, region.clone()))
@@ -213,3 +214,17 @@ def test_heuristics_see_the_time_region_or_the_oracle_mask(gpt2):
         assert layer == 2
         assert region[0, :, :, 0].any(dim=1).nonzero().flatten().tolist() == heads
         assert region[0, heads[0], :, 0].nonzero().flatten().tolist() == [2, 3, 4, 5]
+
+
+def test_a_clean_read_shows_heuristics_their_own_time_region(gpt2):
+    model = gpt2()
+    patch(model)
+    ids = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(6))
+    for axes, positions in ((Axes(time_mode="old_only", n_recent=4), 16), (None, 20)):
+        defense = ZeroRegion(frozenset({0}), False, [], axes)
+        with torch.no_grad(), intervene(model, None, defense):
+            model(ids)
+        [(_, region)] = defense.seen
+        assert region.shape == (1, 4, 20, 1) and region[0, :, :, 0].all(dim=0).tolist() == [
+            t < positions for t in range(20)
+        ]
