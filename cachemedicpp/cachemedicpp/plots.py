@@ -84,10 +84,13 @@ def fig_pareto(
     ax = fig.subplots()
     for d, reg in regression.items():
         ratio = np.mean([c["throughput_ratio"] for c in cells if c["defense"] == d])
-        ax.scatter(ratio, reg)
-        ax.annotate(d, (ratio, reg), fontsize=7)
+        ax.scatter(ratio, reg, label=d)
+    # Heuristics can cost hundreds of percent and R_phi well under one: linear within ±1 %.
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set_xlabel("throughput ratio to no_defense")
-    ax.set_ylabel("clean regression (% PPL)")
+    ax.set_ylabel("clean regression (% PPL, symlog)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -115,7 +118,11 @@ def fig_amplification(amp: Mapping[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(10, 3))
     axes = fig.subplots(1, 3)
     for ax, (title, data) in zip(axes, panels, strict=True):
-        im = ax.imshow(data, aspect="auto", cmap="viridis" if "ratio" not in title else "RdBu_r")
+        if "ratio" in title:  # centred on 0: blue where repair damps, red where it amplifies
+            bound = float(np.nanmax(np.abs(data))) or 1.0
+            im = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound)
+        else:
+            im = ax.imshow(data, aspect="auto", cmap="viridis")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
