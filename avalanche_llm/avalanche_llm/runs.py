@@ -200,6 +200,28 @@ def find_dependencies(
     return deps
 
 
+def check_upstream_weights(deps: dict[str, RunArtifacts], cfg: dict[str, Any]) -> None:
+    """Refuse upstream runs that measured other weights than this config's model now resolves to.
+
+    Same config hash means the same model name, not the same bytes: a zoo rebuild or a moved hub
+    snapshot would otherwise join two models' results in one pipeline.
+    """
+    from labkit.zoo import resolve_model, weights_digest
+
+    rt = cfg["runtime"]
+    for dep in deps.values():
+        measured = dep.record.get("model", {})
+        if "weights_sha256" not in measured:
+            continue
+        path = resolve_model(measured["hf_id"], local_hint=rt["local_hint"])
+        if weights_digest(path) != measured["weights_sha256"]:
+            raise ConfigError(
+                f"upstream {dep.path.name} measured {measured['hf_id']} with weights "
+                f"{measured['weights_sha256'][:12]}; it now resolves to {weights_digest(path)[:12]} "
+                f"({path}): rerun the pipeline into a new --out_root"
+            )
+
+
 def execute(
     subcommand: str, module: ModuleType, config: ResolvedConfig, args: argparse.Namespace
 ) -> int:
@@ -210,6 +232,7 @@ def execute(
     determinism = setup_determinism(config.data)
     env = check_environment(config.data)
     deps = find_dependencies(module.NEEDS, out_root, config.sha256, getattr(args, "dep", []))
+    check_upstream_weights(deps, config.data)
     run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
     ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
     if module.PRODUCES_RUN and (out_root / run_id).exists() and not args.allow_resume:

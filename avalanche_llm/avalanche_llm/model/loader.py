@@ -16,7 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from avalanche_llm.model.hooks import mlp_family, mlp_width, n_layers
 from labkit.errors import ConfigError, MissingInputError
-from labkit.zoo import resolve_model
+from labkit.zoo import resolve_model, weights_digest
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -39,6 +39,7 @@ class LoadedModel:
         return {
             "hf_id": self.hf_id,
             "path": str(self.path),
+            "weights_sha256": weights_digest(self.path),
             "class": type(self.model).__name__,
             "family": self.family,
             "n_layers": self.n_layers,

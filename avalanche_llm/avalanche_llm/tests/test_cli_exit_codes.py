@@ -12,6 +12,7 @@ import torch
 
 from avalanche_llm import canon
 from avalanche_llm.tests.local_cli import local_args, run
+from labkit.zoo import weights_digest
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,17 @@ def test_missing_inputs_exit_3(tmp_path: Path, models):
     assert run("phase1_calibrate", *other, *out) == 0
     (s01,) = tmp_path.glob("RUN_S01_*")
     assert run("phase2_gain_grid", *local_args(models), *out, "--dep", s01.name) == 3
+
+
+def test_upstream_measured_on_other_weights_exits_2(tmp_path: Path, models):
+    args = [*local_args(models), "--out_root", str(tmp_path)]
+    assert run("phase1_calibrate", *args) == 0
+    (s01,) = tmp_path.glob("RUN_S01_*")
+    record_path = s01 / "run_record.json"
+    record = json.loads(record_path.read_text())
+    assert record["model"]["weights_sha256"] == weights_digest(record["model"]["path"])
+    # What a zoo rebuild under the same name looks like from the upstream run's side.
+    record["model"]["weights_sha256"] = "0" * 64
+    record_path.write_text(json.dumps(record))
+    assert run("phase2_gain_grid", *args) == 2
+    assert not list(tmp_path.glob("RUN_S02_*"))
