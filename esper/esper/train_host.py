@@ -31,9 +31,9 @@ from labkit.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     log_sizes,
+    replace_checkpoint,
     rewind_logs,
     rng_state,
-    save_checkpoint,
     set_rng_state,
 )
 from labkit.control import PauseControl, request_pause
@@ -166,9 +166,8 @@ class HostRun:
     def checkpoint(self) -> Path:
         """Save everything needed to continue from this epoch boundary; keep only the newest file."""
         ckpt_dir = self.run.path / "checkpoints"
-        path = ckpt_dir / CKPT.format(self.epochs_done)
-        save_checkpoint(
-            path,
+        return replace_checkpoint(
+            ckpt_dir / CKPT.format(self.epochs_done),
             {
                 "episode_idx": self.episode_idx,
                 "episode": None if self.episode is None else self.episode.state_dict(),
@@ -177,11 +176,8 @@ class HostRun:
                 "rng": rng_state(),
                 "log_bytes": log_sizes(self.run.path, LOGS),
             },
+            "state_*.pt",
         )
-        for old in ckpt_dir.glob("state_*.pt"):
-            if old != path:
-                old.unlink()
-        return path
 
     def restore(self, path: Path) -> None:
         """Continue from checkpoint `path`; log lines written after it are dropped."""

@@ -12,7 +12,7 @@ import pytest
 from esper.evaluate.figures import plot_evaluation
 from esper.evaluate.summary import (
     action_shares,
-    paired_unit_deltas,
+    paired_deltas,
     summarise_episodes,
     unit_values,
 )
@@ -65,7 +65,7 @@ def scenario(unit_shift: list[float], *, heuristic_shift: float = 0.0) -> list[d
 def test_paired_deltas_are_per_seed_means_of_episode_differences():
     shifts = [1.0, 1.2, 0.8, 1.1, 0.9]
     rows = scenario(shifts)
-    deltas = paired_unit_deltas(rows, "random", "return")
+    deltas = paired_deltas(rows, "random", "return")
     assert list(deltas) == [0, 1, 2, 3, 4]
     assert np.allclose(list(deltas.values()), shifts)
     assert np.allclose(

@@ -23,6 +23,15 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     return atomic_write_with(path, lambda fh: torch.save(dict(state), fh))
 
 
+def replace_checkpoint(path: str | os.PathLike, state: Mapping[str, Any], pattern: str) -> Path:
+    """Write `state` to `path`, then delete the older files matching `pattern` beside it."""
+    path = save_checkpoint(path, state)
+    for old in path.parent.glob(pattern):
+        if old != path:
+            old.unlink()
+    return path
+
+
 def load_checkpoint(path: str | os.PathLike, *, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by `save_checkpoint` (tensors and plain containers only)."""
     path = Path(path)

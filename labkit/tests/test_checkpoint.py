@@ -2,7 +2,7 @@
 
 import pytest
 
-from labkit.checkpoint import log_sizes, rewind_logs
+from labkit.checkpoint import load_checkpoint, log_sizes, replace_checkpoint, rewind_logs
 from labkit.errors import LabkitError
 
 
@@ -21,3 +21,12 @@ def test_rewind_logs_refuses_a_log_shorter_than_recorded(tmp_path):
     (tmp_path / "a.jsonl").write_text("x\n")
     with pytest.raises(LabkitError, match="shorter"):
         rewind_logs(tmp_path, {"a.jsonl": 10})
+
+
+def test_replace_checkpoint_keeps_only_the_newest_matching_file(tmp_path):
+    other = tmp_path / "policy.pt"
+    other.write_bytes(b"kept")
+    replace_checkpoint(tmp_path / "state_1.pt", {"step": 1}, "state_*.pt")
+    path = replace_checkpoint(tmp_path / "state_2.pt", {"step": 2}, "state_*.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.pt", "state_2.pt"]
+    assert load_checkpoint(path) == {"step": 2} and other.read_bytes() == b"kept"

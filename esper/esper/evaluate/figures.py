@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from esper.evaluate.summary import LEARNED, paired_unit_deltas, policy_order, unit_values
+from esper.evaluate.summary import LEARNED, paired_deltas, policy_order, unit_values
 from esper.leyline import SeedStage
 from esper.utils.plots import STAGE_COLOURS
 from labkit.atomic import atomic_write_with
@@ -62,7 +62,7 @@ def plot_return_ci(episodes: list[dict[str, Any]], path: Path) -> Path:
     axes[0].set_title("return: mean, 95% BCa CI (dots: PPO seeds / baseline episodes)", fontsize=9)
     if bases:
         for x, base in enumerate(bases):
-            deltas = np.asarray(list(paired_unit_deltas(episodes, base, "return").values()))
+            deltas = np.asarray(list(paired_deltas(episodes, base, "return").values()))
             _dots_and_ci(axes[1], x, deltas, POLICY_COLOURS[base])
         axes[1].axhline(0, color="grey", lw=0.8)
         axes[1].set_xticks(range(len(bases)), [f"PPO - {b}" for b in bases])

@@ -62,32 +62,22 @@ def unit_values(episodes: list[dict[str, Any]], policy: str, metric: str) -> np.
     return _finite(means)
 
 
-def paired_unit_deltas(
-    episodes: list[dict[str, Any]], baseline: str, metric: str
+def paired_deltas(
+    episodes: list[dict[str, Any]], baseline: str, metric: str, *, by: str = "unit"
 ) -> dict[int, float]:
-    """Per PPO training seed: mean over shared episode seeds of PPO - baseline (finite pairs only)."""
+    """PPO - baseline on shared episode seeds (finite pairs only), averaged per `by`.
+
+    `by="unit"`: one value per PPO training seed (the unit of the CIs); `by="seed"`: one per
+    held-out episode seed, averaged over training seeds (the episode-level check).
+    """
     base = {e["seed"]: _value(e[metric]) for e in episodes if e["policy"] == baseline}
     diffs: dict[int, list[float]] = defaultdict(list)
     for e in episodes:
         if e["policy"] == LEARNED and e["seed"] in base:
             d = _value(e[metric]) - base[e["seed"]]
             if math.isfinite(d):
-                diffs[e["unit"]].append(d)
-    return {unit: float(np.mean(d)) for unit, d in sorted(diffs.items()) if d}
-
-
-def paired_episode_deltas(
-    episodes: list[dict[str, Any]], baseline: str, metric: str
-) -> dict[int, float]:
-    """Per episode seed: mean over PPO training seeds of PPO - baseline (finite pairs only)."""
-    base = {e["seed"]: _value(e[metric]) for e in episodes if e["policy"] == baseline}
-    diffs: dict[int, list[float]] = defaultdict(list)
-    for e in episodes:
-        if e["policy"] == LEARNED and e["seed"] in base:
-            d = _value(e[metric]) - base[e["seed"]]
-            if math.isfinite(d):
-                diffs[e["seed"]].append(d)
-    return {s: float(np.mean(d)) for s, d in sorted(diffs.items()) if d}
+                diffs[e[by]].append(d)
+    return {key: float(np.mean(d)) for key, d in sorted(diffs.items()) if d}
 
 
 def _ci(values: np.ndarray, seed: int) -> dict[str, Any] | None:
@@ -197,8 +187,8 @@ def summarise_episodes(episodes: list[dict[str, Any]], seed: int) -> dict[str, A
 
 
 def _paired(episodes: list[dict[str, Any]], base: str, metric: str, seed: int) -> dict[str, Any]:
-    deltas = paired_unit_deltas(episodes, base, metric)
-    by_episode = list(paired_episode_deltas(episodes, base, metric).values())
+    deltas = paired_deltas(episodes, base, metric)
+    by_episode = list(paired_deltas(episodes, base, metric, by="seed").values())
     return {
         "per_unit": {str(u): d for u, d in deltas.items()},
         "ci": _ci(np.asarray(list(deltas.values()), dtype=float), seed),

@@ -31,6 +31,7 @@ from labkit.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     log_sizes,
+    replace_checkpoint,
     rewind_logs,
     rng_state,
     save_checkpoint,
@@ -173,7 +174,7 @@ class TamiyoTrainer:
     def checkpoint(self) -> Path:
         """Save the learner, generators and log sizes; keep only the latest checkpoint."""
         ckpt_dir = self.run.path / "checkpoints"
-        path = save_checkpoint(
+        return replace_checkpoint(
             ckpt_dir / CKPT.format(self.update),
             {
                 "update": self.update,
@@ -185,11 +186,8 @@ class TamiyoTrainer:
                 "rng": rng_state(),
                 "log_bytes": log_sizes(self.run.path, LOGS),
             },
+            "update_*.pt",
         )
-        for old in ckpt_dir.glob("update_*.pt"):
-            if old != path:
-                old.unlink()
-        return path
 
     def restore(self, path: Path) -> None:
         """Continue from checkpoint `path`; log lines written after it are dropped."""
