@@ -9,7 +9,7 @@ from esper.config import load_esper_config, task_config
 from esper.evaluate.command import add_evaluate_parser
 from esper.evaluate.figures import plot_evaluation
 from esper.evaluate.harness import PHASE as EVALUATE_PHASE
-from esper.rundirs import default_run_dir, open_run
+from esper.rundirs import add_resume_flag, default_run_dir, open_run
 from esper.simic.calibrate import PHASE as CALIBRATE_PHASE
 from esper.simic.calibrate import calibrate
 from esper.simic.figures import plot_training
@@ -154,12 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--run_dir", help="run directory (default runs/train-host-<config>-<policy>-<UTC>)"
     )
     t.add_argument("--pause_at", type=int, help="request a pause after K epochs in all (exit 75)")
-    t.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
-    )
+    add_resume_flag(t)
     t.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. optimizer.lr=0.05")
     t.set_defaults(func=cmd_train_host)
 
@@ -170,12 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=what)
         c.add_argument("--config", required=True)
         c.add_argument("--run_dir", help=f"run directory (default runs/{name}-<config>-<UTC>)")
-        c.add_argument(
-            "--resume",
-            action=argparse.BooleanOptionalAction,
-            default=True,
-            help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
-        )
+        add_resume_flag(c)
         if name == "train-tamiyo":
             c.add_argument("--pause_at", type=int, help="request a pause after update K (exit 75)")
         c.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. ppo.episodes=8")

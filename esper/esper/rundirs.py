@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,3 +50,13 @@ def open_run(
         device=device,
     )
     return data, run
+
+
+def add_resume_flag(parser: argparse.ArgumentParser) -> None:
+    """`--resume` (default) / `--no-resume`, the same on every command that opens a run dir."""
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
+    )

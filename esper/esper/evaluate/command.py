@@ -11,7 +11,7 @@ from esper.config import SCHEMA, check_config
 from esper.evaluate.harness import PHASE, evaluate
 from esper.evaluate.table import results_markdown
 from esper.evaluate.units import expand_specs, resolve_units
-from esper.rundirs import default_run_dir, open_run
+from esper.rundirs import add_resume_flag, default_run_dir, open_run
 from labkit.config import load_config
 from labkit.errors import ConfigError
 
@@ -90,11 +90,6 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--workers", type=int, help="shorthand for eval.workers=W")
     e.add_argument("--run_dir", help="run directory (default runs/evaluate-<config>-<UTC>)")
     e.add_argument("--pause_at", type=int, help="request a pause after K episodes in all (exit 75)")
-    e.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue an unfinished run in --run_dir (default); --no-resume refuses with exit 4",
-    )
+    add_resume_flag(e)
     e.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.chunk_episodes=2")
     e.set_defaults(func=cmd_evaluate)
