@@ -35,7 +35,8 @@ _DATA_COMMON = {
     "dataset": {"type": "string", "minLength": 1},
     "size": {"type": ["string", "null"]},
     "train_split": {"type": "string"},
-    "val_split": {"type": "string"},
+    "test_split": {"type": "string"},  # scored only at an episode's end
+    "val_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
     "batch_size": _INT1,
     "max_train_batches": _CAP,
     "max_val_batches": _CAP,
@@ -51,6 +52,7 @@ REWARD = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
+        "loss_mode": {"enum": ["potential", "seed_asymmetric"]},
         "loss_delta_weight": _NONNEG,
         "max_loss_delta": _POS,
         "regression_scale": _FRACTION,

@@ -41,14 +41,14 @@ def test_chunking_keeps_every_story(lm_cfg, zoo_test_dataset):
     stories = zoo_test_dataset("stories")
     for name, stream, split in (
         ("train", splits.train, "train"),
-        ("val", splits.val, "validation"),
+        ("test", splits.test, "validation"),
     ):
         assert (stream == splits.eos_id).sum() == len(stories[split]), name
         total = len(stream)
         kept = n_windows(total, cfg["block_size"]) * cfg["block_size"] + 1
         assert kept >= (1 - cfg["block_size"] / total) * total, name
     data = load_task_data("lm", cfg)
-    x, y = next(data.val_batches())
+    x, y = next(data.eval_batches("val"))
     assert x.shape == (cfg["batch_size"], cfg["block_size"])
     torch.testing.assert_close(x[:, 1:], y[:, :-1])
     assert data.n_outputs == splits.vocab_size
@@ -69,10 +69,10 @@ def test_images_load_resize_and_augment_deterministically(cnn_cfg):
     assert data.n_outputs == 10 and data.train_x.shape[1:] == (3, 16, 16)
     a = list(data.train_batches(torch.Generator().manual_seed(0)))
     b = list(data.train_batches(torch.Generator().manual_seed(0)))
-    assert len(a) == data.steps_per_epoch() == 7  # 400 images / 64, last batch partial
+    assert len(a) == data.steps_per_epoch() == 5  # 320 of 400 train images / 64
     for (xa, ya), (xb, yb) in zip(a, b, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    x, y = next(data.val_batches())
+    x, y = next(data.eval_batches("val"))
     assert x.shape == (64, 3, 16, 16) and y.dtype == torch.long
     assert abs(float(x.mean())) < 1.5
 

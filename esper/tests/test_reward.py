@@ -1,4 +1,4 @@
-"""The §6 reward: bounds, monotonicity, asymmetry, terminal bonus, telescoping stage terms, NaN safety."""
+"""The reward: bounds, monotonicity, telescoping loss and stage terms, the asymmetric ablation, NaN safety."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.leyline import SeedStage
-from esper.simic.reward import RewardConfig, potential, step_reward
+from esper.simic.reward import RewardConfig, loss_potential, potential, step_reward
 
-RC = RewardConfig(loss_delta_std=0.05, baseline_loss=math.log(10), target_loss=0.3)
+SCALE = dict(loss_delta_std=0.05, baseline_loss=math.log(10), target_loss=0.3)
+RC = RewardConfig(**SCALE, loss_mode="seed_asymmetric")  # the seed's clipped asymmetric term
+RC_POT = RewardConfig(**SCALE)  # the default, potential-based loss term
 MAX_FOSSILS = 3
 PHI_MAX = 7 * MAX_FOSSILS + 5
 LOW = -(RC.loss_delta_weight * RC.max_loss_delta * RC.regression_scale + RC.stage_weight * PHI_MAX)
@@ -25,9 +27,17 @@ stages = st.sampled_from([None, *SeedStage])
 fossils = st.integers(0, MAX_FOSSILS)
 
 
-def reward(val: float, prev: float, *, phi: float = 0.0, nphi: float = 0.0, terminal: bool = False):
+def reward(
+    val: float,
+    prev: float,
+    *,
+    phi: float = 0.0,
+    nphi: float = 0.0,
+    terminal: bool = False,
+    rc: RewardConfig = RC,
+):
     return step_reward(
-        RC,
+        rc,
         val_loss=val,
         prev_val_loss=prev,
         phi=phi,
@@ -139,7 +149,11 @@ def test_governor_penalty_and_germination_grace():
     kw = dict(phi=0.0, next_phi=0.0, terminal=False, added_params=0, host_params=100, epoch=4)
     assert step_reward(RC, val_loss=1, prev_val_loss=1, governor_rollback=True, **kw).total == -10
     rc = RewardConfig(
-        loss_delta_std=0.05, baseline_loss=2.3, target_loss=0.3, germination_grace_epochs=2
+        loss_delta_std=0.05,
+        baseline_loss=2.3,
+        target_loss=0.3,
+        germination_grace_epochs=2,
+        loss_mode="seed_asymmetric",
     )
     worse = dict(val_loss=1.2, prev_val_loss=1.0, governor_rollback=False, **kw)
     assert step_reward(rc, **worse, epochs_since_germination=1).loss == 0.0
@@ -168,3 +182,76 @@ def test_config_errors():
         RewardConfig(loss_delta_std=0.05, baseline_loss=2.3, target_loss=0.3, stage_bonus="x")
     with pytest.raises(ValueError, match="exceed"):
         RewardConfig(loss_delta_std=0.05, baseline_loss=0.3, target_loss=0.3)
+    with pytest.raises(ValueError, match="loss_mode"):
+        RewardConfig(**SCALE, loss_mode="x")
+    with pytest.raises(ValueError, match="seed_asymmetric"):
+        RewardConfig(**SCALE, germination_grace_epochs=1)
+
+
+# -- the default, potential-based loss term ---------------------------------------------------
+PATH = st.lists(any_loss, min_size=1, max_size=20)
+
+
+def episode_return(path: list[float], phis: list[float], rc: RewardConfig, added: int) -> float:
+    """The undiscounted return of a loss path with the given stage potentials and added parameters."""
+    total = 0.0
+    for t in range(1, len(path)):
+        r = step_reward(
+            rc,
+            val_loss=path[t],
+            prev_val_loss=path[t - 1],
+            phi=phis[t - 1],
+            next_phi=phis[t],
+            terminal=t == len(path) - 1,
+            added_params=added,
+            host_params=1000,
+            epoch=t,
+            governor_rollback=False,
+        )
+        total += r.loss + r.stage + r.terminal  # everything but the rent
+    return total
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=losses, middle=PATH)
+def test_loss_terms_telescope_to_initial_minus_final(start, middle):
+    path = [start, *middle]
+    total = sum(reward(path[t], path[t - 1], rc=RC_POT).loss for t in range(1, len(path)))
+    expected = RC_POT.loss_delta_weight * (
+        loss_potential(RC_POT, path[0]) - loss_potential(RC_POT, path[-1])
+    )
+    assert total == pytest.approx(expected, abs=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=losses, middle=PATH, stage_path=st.lists(fossils, min_size=21, max_size=21))
+def test_a_path_ending_where_it_started_earns_what_a_flat_path_earns(start, middle, stage_path):
+    # Same stage potentials and added parameters, so the rents match and only the loss path differs.
+    path = [start, *middle, start]
+    flat = [start] * len(path)
+    phis = [0.0] + [potential(f, None) for f in stage_path[: len(path) - 1]]
+    churn = episode_return(path, phis, RC_POT, added=50)
+    still = episode_return(flat, phis, RC_POT, added=50)
+    assert churn == pytest.approx(still, abs=1e-6)
+
+
+def test_recovered_spikes_earn_only_under_the_asymmetric_ablation():
+    # The control: two 0.1-nat spikes that come back earn under seed_asymmetric, nothing by default.
+    spikes = [1.0, 1.1, 1.0, 1.1, 1.0]
+    phis = [0.0] * len(spikes)
+    flat = [1.0] * len(spikes)
+    assert episode_return(spikes, phis, RC, 0) > episode_return(flat, phis, RC, 0) + 1.0
+    assert episode_return(spikes, phis, RC_POT, 0) == pytest.approx(
+        episode_return(flat, phis, RC_POT, 0), abs=1e-9
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(val=any_loss, prev=any_loss, phis=transitions(), terminal=st.booleans())
+def test_potential_reward_is_bounded_finite_and_monotone(val, prev, phis, terminal):
+    r = reward(val, prev, phi=phis[0], nphi=phis[1], terminal=terminal, rc=RC_POT)
+    cap = loss_potential(RC_POT, math.nan) * RC_POT.loss_delta_weight
+    assert math.isfinite(r.total)
+    assert -cap - RC_POT.stage_weight * PHI_MAX - 1e-9 <= r.total <= cap + HIGH
+    if math.isfinite(val) and math.isfinite(prev) and val <= prev:
+        assert r.loss >= 0

@@ -124,7 +124,7 @@ EFFECT = {"norm": -0.25, "attention": 0.3, "depthwise": -0.1, "conv_enhance": 0.
 
 
 class ToyEpisode(Episode):
-    def _validate(self) -> ValResult:
+    def _validate(self, split: str = "val") -> ValResult:
         model = self.model
         loss = 1.0 + np.exp(-self.epoch / 3) + sum(EFFECT[b] for _, b in model.fossils)
         slot = model.live_slot

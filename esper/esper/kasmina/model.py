@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from esper.kasmina.blueprints import BlueprintRegistry, action_enum
+from esper.kasmina.blueprints import action_enum
 from esper.kasmina.protocol import HostProtocol
-from esper.kasmina.slot import SeedSlot
+from esper.kasmina.slot import SeedSlot, build_seed
 from esper.leyline import SeedEvent, SeedStage, TaskConfig, action_mask, blueprint_of
 
 
@@ -116,8 +116,14 @@ class MorphogeneticModel(nn.Module):
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def apply(self, action: int, epoch: int, contribution: float | None = None) -> list[SeedEvent]:
-        """Carry out one action; an action the mask forbids raises ValueError."""
+    def apply(
+        self,
+        action: int,
+        epoch: int,
+        contribution: float | None = None,
+        init_seed: int = 0,
+    ) -> list[SeedEvent]:
+        """Carry out one action (a germinated seed is initialised from `init_seed`); a masked one raises."""
         action = self.actions(action)
         if not self.action_mask()[action]:
             raise ValueError(f"action {action.name} is masked now")
@@ -126,7 +132,7 @@ class MorphogeneticModel(nn.Module):
         blueprint = blueprint_of(action)
         if blueprint is not None:
             slot = self.free_slot
-            events = slot.germinate(blueprint, epoch)
+            events = slot.germinate(blueprint, epoch, init_seed)
             slot.seed.to(self._device())
             return events
         slot = self.live_slot
@@ -163,9 +169,11 @@ class MorphogeneticModel(nn.Module):
             raise RuntimeError("restore_structure needs a model without fossils")
         device = self._device()
         for point_id, blueprint in structure["fossils"]:
-            spec = BlueprintRegistry.get(self.host.topology, blueprint)
             dim = self.host.injection_points[point_id].dim
-            self._graft(point_id, blueprint, spec.factory(dim).to(device))
+            # Weights are loaded next; building from a fixed stream leaves the global one alone.
+            self._graft(
+                point_id, blueprint, build_seed(self.host.topology, blueprint, dim, 0).to(device)
+            )
         for pid, state in structure["slots"].items():
             self.slots[pid].restore(state)
             if self.slots[pid].seed is not None:

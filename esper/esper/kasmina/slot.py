@@ -117,12 +117,11 @@ class SeedSlot(nn.Module):
         return self._event(kind, epoch, source, **extra)
 
     # -- actions -------------------------------------------------------------------------------
-    def germinate(self, blueprint: str, epoch: int) -> list[SeedEvent]:
-        """Plant a fresh `blueprint` seed; it must be of this topology and the identity on a probe."""
+    def germinate(self, blueprint: str, epoch: int, init_seed: int = 0) -> list[SeedEvent]:
+        """Plant a fresh `blueprint` seed initialised from `init_seed`; it must be the identity on a probe."""
         if self.state.stage != SeedStage.DORMANT:
             raise ValueError(f"slot {self.point_id} is {self.state.stage.name}, not DORMANT")
-        spec = BlueprintRegistry.get(self.topology, blueprint)
-        seed = spec.factory(self.point.dim)
+        seed = build_seed(self.topology, blueprint, self.point.dim, init_seed)
         _check_identity(seed, self.topology, self.point.dim, f"{self.topology}:{blueprint}")
         self.seed = seed
         self.state.blueprint = blueprint
@@ -189,9 +188,20 @@ class SeedSlot(nn.Module):
         self.state = SeedState.from_dict(state)
         self.seed = None
         if self.is_live:
-            self.seed = BlueprintRegistry.get(self.topology, self.state.blueprint).factory(
-                self.point.dim
-            )
+            # The weights are loaded next, so the init stream does not matter.
+            self.seed = build_seed(self.topology, self.state.blueprint, self.point.dim, 0)
+
+
+def build_seed(topology: str, blueprint: str, dim: int, init_seed: int) -> nn.Module:
+    """A fresh seed whose initial weights come from its own stream, never from the global one.
+
+    Drawing them from the global torch stream would shift the host's dropout (and any later draw)
+    by the seed's presence alone, so a seed that never blends could still change the host's curve.
+    """
+    spec = BlueprintRegistry.get(topology, blueprint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return spec.factory(dim)
 
 
 def _check_identity(seed: nn.Module, topology: str, dim: int, name: str) -> None:

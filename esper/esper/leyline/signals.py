@@ -49,6 +49,10 @@ class TrainingSignals:
     seed_params: int
     fossils: int
     governor_rollback: bool
+    # The held-out test split, scored once at the end of an episode (None before); never a policy input.
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    test_perplexity: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """A flat dict for JSONL telemetry."""

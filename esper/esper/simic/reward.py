@@ -1,8 +1,13 @@
-"""The loss-primary shaped reward (design §6): normalised loss delta, stage potential, rent, terminal bonus.
+"""The loss-primary shaped reward: loss term, stage potential, rent, terminal bonus.
 
-r = -w·z + w_s·(γ·Φ(s') - Φ(s)) - rent + [terminal]·w_T·clamp((baseline - L)/R, 0, 1) - [rollback]·10,
-with z = clip(Δ/σ, -M, M), scaled by ρ when positive (a regression). Φ(terminal) = 0, so the stage
-terms of an episode telescope to -Φ(s_0) = 0 and cannot be farmed.
+r = loss term + w_s·(γ·Φ(s') - Φ(s)) - rent + [terminal]·w_T·clamp((baseline - L)/R, 0, 1) - [rollback]·10.
+
+Loss term, `loss_mode: potential` (default): w·(Ψ(L_prev) - Ψ(L)) with Ψ(L) = clip(L, 0, cap)/σ and
+cap = baseline + M·σ (a non-finite loss sits at the cap). It is a difference of potentials, so over an
+episode it sums to w·(Ψ(L_0) - Ψ(L_T)): a loss path that ends where it started earns nothing, and
+noise or churn cannot be farmed. `loss_mode: seed_asymmetric` (the seed's ablation): -w·z with
+z = clip(Δ/σ, -M, M), scaled by ρ when positive (a regression), so spikes that recover earn reward.
+Φ(terminal) = 0, so the stage terms of an episode telescope to -Φ(s_0) = 0 and cannot be farmed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ STAGE_POTENTIAL = {
 PRESENCE_BONUS = {SeedStage.TRAINING: 0.2, SeedStage.BLENDING: 0.3}
 FOSSIL_PRESENCE_BONUS = 0.5
 STAGE_BONUS_MODES = ("potential", "presence")
+LOSS_MODES = ("potential", "seed_asymmetric")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class RewardConfig:
     loss_delta_std: float
     baseline_loss: float
     target_loss: float
+    loss_mode: str = "potential"
     loss_delta_weight: float = 5.0
     max_loss_delta: float = 5.0
     regression_scale: float = 0.5
@@ -59,6 +66,11 @@ class RewardConfig:
             raise ValueError(
                 f"stage_bonus {self.stage_bonus!r}; known: {', '.join(STAGE_BONUS_MODES)}"
             )
+        if self.loss_mode not in LOSS_MODES:
+            raise ValueError(f"loss_mode {self.loss_mode!r}; known: {', '.join(LOSS_MODES)}")
+        if self.loss_mode == "potential" and self.germination_grace_epochs:
+            # Muting part of a potential difference would break the telescoping sum.
+            raise ValueError("germination_grace_epochs needs loss_mode seed_asymmetric")
         if not 0 < self.gamma <= 1 or not 0 < self.regression_scale <= 1:
             raise ValueError("gamma and regression_scale must lie in (0, 1]")
 
@@ -117,6 +129,25 @@ def potential(fossils: int, stage: int | None) -> float:
     return FOSSIL_POTENTIAL * fossils + STAGE_POTENTIAL.get(stage, 0.0)
 
 
+def loss_potential(rc: RewardConfig, loss: float) -> float:
+    """Ψ(L) = clip(L, 0, baseline + M·σ)/σ; a non-finite loss counts as the cap (the worst)."""
+    cap = rc.baseline_loss + rc.max_loss_delta * rc.loss_delta_std
+    clipped = min(max(loss, 0.0), cap) if math.isfinite(loss) else cap
+    return clipped / rc.loss_delta_std
+
+
+def loss_term(
+    rc: RewardConfig, val_loss: float, prev_val_loss: float, muted: bool = False
+) -> float:
+    """The loss part of one step's reward under `rc.loss_mode` (`muted` hides a regression, asymmetric only)."""
+    if rc.loss_mode == "potential":
+        return rc.loss_delta_weight * (
+            loss_potential(rc, prev_val_loss) - loss_potential(rc, val_loss)
+        )
+    z = normalised_delta(rc, val_loss, prev_val_loss)
+    return -rc.loss_delta_weight * (0.0 if z > 0 and muted else z)
+
+
 def normalised_delta(rc: RewardConfig, val_loss: float, prev_val_loss: float) -> float:
     """z = clip(Δ/σ, -M, M), scaled by ρ if positive; a non-finite loss counts as the worst, M·ρ."""
     delta = val_loss - prev_val_loss
@@ -146,13 +177,10 @@ def step_reward(
     `stage` (the live seed's stage after the epoch) and `fossilized` (a seed fossilised this step)
     matter only with `stage_bonus: presence`; `epochs_since_germination` only with a grace period.
     """
-    z = normalised_delta(rc, val_loss, prev_val_loss)
     muted = (
         epochs_since_germination is not None
         and epochs_since_germination < rc.germination_grace_epochs
     )
-    if z > 0 and muted:
-        z = 0.0
     if rc.stage_bonus == "potential":
         shaped = rc.stage_weight * (rc.gamma * (0.0 if terminal else next_phi) - phi)
     else:
@@ -165,7 +193,7 @@ def step_reward(
         gain = (rc.baseline_loss - val_loss) / rc.achievable_range
         bonus = rc.terminal_weight * max(0.0, min(1.0, gain))
     return RewardParts(
-        loss=-rc.loss_delta_weight * z,
+        loss=loss_term(rc, val_loss, prev_val_loss, muted),
         stage=shaped,
         rent=-rent,
         terminal=bonus,

@@ -79,8 +79,13 @@ class Episode:
         self.data = data
         self.task = task
         self.device = torch.device(device)
-        torch.manual_seed(derive_seed(seed, "episode"))  # host init, then the dropout stream
-        self.model, self.host_opt = self._fresh()
+        self.seed = seed
+        # Independent streams per (episode seed, name): host init, host dropout (the global torch
+        # stream, which nothing else draws from during the episode), data order, seed init.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "host-init"))
+            self.model, self.host_opt = self._fresh()
+        torch.manual_seed(derive_seed(seed, "host-dropout"))
         self.seed_opt: torch.optim.Optimizer | None = None
         self.data_gen = generator(seed, "data-order")
         gov = cfg["governor"]
@@ -137,7 +142,8 @@ class Episode:
         """Carry out `action` (ValueError if masked) and keep the optimisers in step with the seeds."""
         if self.signals is None:
             raise RuntimeError("call reset() before the first action")
-        events = self.model.apply(action, self.epoch, self.track.contribution)
+        init_seed = derive_seed(self.seed, "seed-init", self.epoch)
+        events = self.model.apply(action, self.epoch, self.track.contribution, init_seed)
         for event in events:
             if event.kind == "germinated":
                 seed = self.model.live_slot.seed
@@ -172,11 +178,12 @@ class Episode:
             val = self._validate()
         contribution = self._contribution(val.loss)
         self.track.record(train.loss, val.loss, contribution)
-        self.signals = self._signals(train.accuracy, val, rollback, train.loss)
+        test = self._validate("test") if self.done else None
+        self.signals = self._signals(train.accuracy, val, rollback, train.loss, test)
         return self.signals, events
 
-    def _validate(self) -> ValResult:
-        return validate(self.model, self.data.val_batches(), self.task.task_type, self.device)
+    def _validate(self, split: str = "val") -> ValResult:
+        return validate(self.model, self.data.eval_batches(split), self.task.task_type, self.device)
 
     def _contribution(self, val_loss: float) -> float | None:
         """c = L(alpha = 0) - L while the live seed is blended in; None otherwise."""
@@ -211,6 +218,7 @@ class Episode:
         val: ValResult,
         rollback: bool,
         train_loss: float | None = None,
+        test: ValResult | None = None,
     ) -> TrainingSignals:
         track, model = self.track, self.model
         live = model.live_slot
@@ -249,6 +257,9 @@ class Episode:
             seed_params=model.seed_params(),
             fossils=len(model.fossils),
             governor_rollback=rollback,
+            test_loss=None if test is None else test.loss,
+            test_accuracy=None if test is None else test.accuracy,
+            test_perplexity=None if test is None else test.perplexity,
         )
 
     # -- state ---------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Task data: CIFAR-10-shaped images and EOS-joined token windows, as seeded in-memory batch streams."""
+"""Task data: CIFAR-10-shaped images and EOS-joined token windows, as seeded in-memory batch streams.
+
+Three splits: train; validation, carved from the train split (`data.val_fraction`), which drives every
+decision (reward, observations, lifecycle); test, the data set's held-out split, scored only at the
+end of an episode.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from esper.utils.tokens import load_token_splits, zoo_args
+from labkit.determinism import generator
 from labkit.errors import ConfigError
 from labkit.zoo import load_dataset
 
 Batch = tuple[Tensor, Tensor]
+EVAL_SPLITS = ("val", "test")
 # Named in the error when a hub data set or tokenizer cannot be reached.
 OFFLINE_HINTS = {
     "classification": "without hub access use configs/cifar10_local.yaml (local:shapes10)",
@@ -38,6 +45,8 @@ class ImageData:
     train_y: Tensor
     val_x: Tensor
     val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
     n_outputs: int
     batch_size: int
     mean: Tensor
@@ -66,14 +75,34 @@ class ImageData:
                 x = _crop_flip(x, g)
             yield x, self.train_y[idx]
 
-    def val_batches(self) -> Iterator[Batch]:
-        """The validation set in order (capped at `max_val_batches`)."""
-        n = math.ceil(len(self.val_x) / self.batch_size)
-        if self.max_val_batches is not None:
-            n = min(n, self.max_val_batches)
-        for b in range(n):
+    def eval_batches(self, split: str = "val") -> Iterator[Batch]:
+        """The `val` or `test` images in order (each pass capped at `max_val_batches`)."""
+        xs, ys = {"val": (self.val_x, self.val_y), "test": (self.test_x, self.test_y)}[split]
+        for b in range(_eval_batch_count(len(xs), self.batch_size, self.max_val_batches)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-            yield self._prepare(self.val_x[sl]), self.val_y[sl]
+            yield self._prepare(xs[sl]), ys[sl]
+
+
+def _eval_batch_count(n: int, batch_size: int, cap: int | None) -> int:
+    batches = math.ceil(n / batch_size)
+    return batches if cap is None else min(batches, cap)
+
+
+def _check_fraction(fraction: float, dataset: str) -> None:
+    if not 0 < fraction < 1:
+        raise ConfigError(f"{dataset}: data.val_fraction must lie in (0, 1), got {fraction}")
+
+
+def carve_indices(n: int, fraction: float) -> tuple[Tensor, Tensor]:
+    """(train, validation) row indices of a split of `n` rows: a fixed shuffle, the last part held out.
+
+    The shuffle comes from its own named stream, so every episode and policy sees the same carve.
+    """
+    n_val = max(1, round(n * fraction))
+    if n_val >= n:
+        raise ConfigError(f"val_fraction {fraction} leaves no training rows out of {n}")
+    order = torch.randperm(n, generator=generator("esper", "val-carve"))
+    return order[: n - n_val].sort().values, order[n - n_val :].sort().values
 
 
 def _crop_flip(x: Tensor, g: torch.Generator, pad: int = 4) -> Tensor:
@@ -109,17 +138,21 @@ def load_image_data(cfg: Mapping[str, Any]) -> ImageData:
     """CIFAR-10 (`cifar10`), `local:shapes10`, or a saved/local image data set with `img` and `label`."""
     hint = OFFLINE_HINTS["classification"]
     ds = load_dataset(cfg["dataset"], **zoo_args(cfg), local_hint=hint)
-    train, val = (_split(ds, cfg[k], cfg["dataset"]) for k in ("train_split", "val_split"))
+    _check_fraction(cfg["val_fraction"], cfg["dataset"])
+    train, test = (_split(ds, cfg[k], cfg["dataset"]) for k in ("train_split", "test_split"))
     label = train.features.get("label")
     if not hasattr(label, "num_classes"):
         raise ConfigError(f"{cfg['dataset']}: column `label` is not a ClassLabel")
-    train_x, train_y = _images(train, cfg["image_size"], cfg["dataset"])
-    val_x, val_y = _images(val, cfg["image_size"], cfg["dataset"])
+    all_x, all_y = _images(train, cfg["image_size"], cfg["dataset"])
+    keep, held = carve_indices(len(all_x), cfg["val_fraction"])
+    test_x, test_y = _images(test, cfg["image_size"], cfg["dataset"])
     return ImageData(
-        train_x=train_x,
-        train_y=train_y,
-        val_x=val_x,
-        val_y=val_y,
+        train_x=all_x[keep],
+        train_y=all_y[keep],
+        val_x=all_x[held],
+        val_y=all_y[held],
+        test_x=test_x,
+        test_y=test_y,
         n_outputs=label.num_classes,
         batch_size=cfg["batch_size"],
         mean=torch.tensor(cfg["mean"]).view(1, 3, 1, 1),
@@ -136,6 +169,7 @@ class TokenData:
 
     train: np.ndarray
     val: np.ndarray
+    test: np.ndarray
     n_outputs: int
     eos_id: int
     block_size: int
@@ -145,7 +179,7 @@ class TokenData:
     task_type: str = "lm"
 
     def __post_init__(self) -> None:
-        for name, stream in (("train", self.train), ("val", self.val)):
+        for name, stream in (("train", self.train), ("val", self.val), ("test", self.test)):
             if n_windows(len(stream), self.block_size) == 0:
                 raise ConfigError(
                     f"the {name} split has {len(stream)} tokens, fewer than one window of "
@@ -169,14 +203,12 @@ class TokenData:
         for b in range(self.steps_per_epoch()):
             yield self._batch(self.train, order[b * self.batch_size : (b + 1) * self.batch_size])
 
-    def val_batches(self) -> Iterator[Batch]:
-        """Validation windows in order (capped at `max_val_batches`)."""
-        windows = torch.arange(n_windows(len(self.val), self.block_size))
-        n = math.ceil(len(windows) / self.batch_size)
-        if self.max_val_batches is not None:
-            n = min(n, self.max_val_batches)
-        for b in range(n):
-            yield self._batch(self.val, windows[b * self.batch_size : (b + 1) * self.batch_size])
+    def eval_batches(self, split: str = "val") -> Iterator[Batch]:
+        """The `val` or `test` windows in order (each pass capped at `max_val_batches`)."""
+        stream = {"val": self.val, "test": self.test}[split]
+        windows = torch.arange(n_windows(len(stream), self.block_size))
+        for b in range(_eval_batch_count(len(windows), self.batch_size, self.max_val_batches)):
+            yield self._batch(stream, windows[b * self.batch_size : (b + 1) * self.batch_size])
 
 
 def n_windows(n_tokens: int, block_size: int) -> int:
@@ -186,10 +218,15 @@ def n_windows(n_tokens: int, block_size: int) -> int:
 
 def load_token_data(cfg: Mapping[str, Any]) -> TokenData:
     """TinyStories (or `local:stories`) through its tokenizer, stories joined with EOS, cached as uint16."""
+    _check_fraction(cfg["val_fraction"], cfg["dataset"])
     splits = load_token_splits(cfg, OFFLINE_HINTS["lm"])
+    # The validation part is the tail of the train stream;
+    # a contiguous cut keeps every validation window out of training.
+    cut = len(splits.train) - round(len(splits.train) * cfg["val_fraction"])
     return TokenData(
-        train=splits.train,
-        val=splits.val,
+        train=splits.train[:cut],
+        val=splits.train[cut:],
+        test=splits.test,
         n_outputs=splits.vocab_size,
         eos_id=splits.eos_id,
         block_size=cfg["block_size"],

@@ -20,10 +20,10 @@ ENCODE_BATCH = 1000  # stories per tokenizer call
 
 @dataclass(frozen=True)
 class TokenSplits:
-    """The train and validation token streams (read-only memory maps) and the tokenizer's facts."""
+    """The train and test token streams (read-only memory maps) and the tokenizer's facts."""
 
     train: np.ndarray
-    val: np.ndarray
+    test: np.ndarray
     vocab_size: int
     eos_id: int
     cache_dir: Path
@@ -63,7 +63,7 @@ def _write_split(split: Any, tokenizer: Any, path: Path) -> int:
 
 
 def load_token_splits(cfg: Mapping[str, Any], hint: str) -> TokenSplits:
-    """Tokenise the train and validation splits once (cached under the zoo home), then map them."""
+    """Tokenise the train and test splits once (cached under the zoo home), then map them."""
     tokenizer = load_tokenizer(cfg["tokenizer"], hint)
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"tokenizer {cfg['tokenizer']} has no EOS token to end stories with")
@@ -71,7 +71,7 @@ def load_token_splits(cfg: Mapping[str, Any], hint: str) -> TokenSplits:
     if vocab > np.iinfo(np.uint16).max + 1:
         raise ConfigError(f"vocabulary of {vocab} does not fit the uint16 token cache")
     ds = load_dataset(cfg["dataset"], **zoo_args(cfg), local_hint=hint)
-    splits = {"train": cfg["train_split"], "val": cfg["val_split"]}
+    splits = {"train": cfg["train_split"], "test": cfg["test_split"]}
     for name in splits.values():
         if name not in ds:
             raise ConfigError(
@@ -102,7 +102,7 @@ def load_token_splits(cfg: Mapping[str, Any], hint: str) -> TokenSplits:
         raise ConfigError(f"data set {cfg['dataset']} gives no tokens for split(s) {empty}")
     return TokenSplits(
         train=np.memmap(target / "train.bin", dtype=np.uint16, mode="r"),
-        val=np.memmap(target / "val.bin", dtype=np.uint16, mode="r"),
+        test=np.memmap(target / "test.bin", dtype=np.uint16, mode="r"),
         vocab_size=card["vocab"],
         eos_id=card["eos"],
         cache_dir=target,
