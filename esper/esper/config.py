@@ -67,6 +67,16 @@ REWARD = {
         "governor_penalty": _NONNEG,
     },
 }
+# The design's optional reference gating; absent = no gating (every lifecycle-legal action allowed).
+GATING = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "min_epoch": {"type": "integer", "minimum": 0},
+        "min_plateau": {"type": "integer", "minimum": 0},
+        "min_cull_age": {"type": "integer", "minimum": 0},
+    },
+}
 PPO = _obj(
     {
         "backend": {"enum": ["cleanrl", "sb3"]},
@@ -193,7 +203,7 @@ SCHEMA: dict[str, Any] = {
                 }
             ),
         },
-        {"reward": REWARD, "ppo": PPO},
+        {"reward": REWARD, "ppo": PPO, "gating": GATING},
     ),
     # The data and host blocks depend on the task: images + CNN, or tokens + transformer.
     "if": {"properties": {"task": {"properties": {"task_type": {"const": "classification"}}}}},

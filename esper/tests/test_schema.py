@@ -31,7 +31,7 @@ def signals(**kw) -> PolicySignals:
         "loss_history": (1.4, 1.5, 1.6, 1.7, 1.8),
         "best_val_loss": 1.3,
         "loss_delta": -0.1,
-        "seed_improvement": 0.05,
+        "seed_counterfactual": 0.05,
         "seed_contribution": 0.02,
         "plateau_epochs": 2,
         "has_active_seed": True,

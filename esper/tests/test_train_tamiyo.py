@@ -129,8 +129,12 @@ class ToyEpisode(Episode):
         loss = 1.0 + np.exp(-self.epoch / 3) + sum(EFFECT[b] for _, b in model.fossils)
         slot = model.live_slot
         if slot is not None and not slot.host_only:
-            loss += slot.state.alpha * EFFECT[slot.state.blueprint]
+            alpha = 1.0 if slot.full_probe else slot.state.alpha
+            loss += alpha * EFFECT[slot.state.blueprint]
         return ValResult(loss=float(loss), accuracy=0.0, perplexity=None)
+
+    def _probe_loss(self) -> float:
+        return self._validate().loss
 
 
 class OneImage:

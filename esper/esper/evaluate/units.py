@@ -18,7 +18,7 @@ from labkit.errors import ConfigError, MissingInputError
 POLICY_FILE = "policy.pt"
 RUN_CONFIG = "config_resolved.yaml"
 # The blocks that define the environment: a Tamiyo is evaluated only where it was trained.
-ENV_BLOCKS = ("task", "data", "host", "slots", "optimizer", "governor", "reward")
+ENV_BLOCKS = ("task", "data", "host", "slots", "optimizer", "governor", "reward", "gating")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,17 @@ class MorphogeneticModel(nn.Module):
             for slot in self.slots.values():
                 slot.host_only = False
 
+    @contextmanager
+    def seed_at_full(self) -> Iterator[None]:
+        """Within the block a TRAINING seed acts at alpha = 1 (its counterfactual, no effect on training)."""
+        for slot in self.slots.values():
+            slot.full_probe = True
+        try:
+            yield
+        finally:
+            for slot in self.slots.values():
+                slot.full_probe = False
+
     # -- state ---------------------------------------------------------------------------------
     @property
     def live_slot(self) -> SeedSlot | None:

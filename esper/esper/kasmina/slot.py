@@ -66,6 +66,7 @@ class SeedSlot(nn.Module):
         self.seed: nn.Module | None = None
         self.state = SeedState()
         self.host_only = False  # set while measuring the loss without the seed
+        self.full_probe = False  # set while measuring a TRAINING seed's loss at alpha = 1
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, h: Tensor) -> Tensor:
@@ -73,6 +74,8 @@ class SeedSlot(nn.Module):
         stage = self.state.stage
         if self.seed is None or self.host_only:
             return h
+        if stage == SeedStage.TRAINING and self.full_probe:
+            return self.seed(h)
         if stage == SeedStage.TRAINING:
             # Value exactly h (u - u.detach() is exactly 0); the seed learns from h's gradient
             # (straight through); the host's gradients are unchanged.

@@ -1,10 +1,12 @@
 """Leyline: the shared contracts — stages, transitions, actions, observation schema, tasks, signals."""
 
 from esper.leyline.actions import (
+    Gating,
     action_mask,
     blueprint_of,
     build_action_enum,
     can_advance,
+    gate_mask,
     germinate_actions,
 )
 from esper.leyline.schema import FEATURE_NAMES, OBS_DIM, OBS_SCHEMA, Feature, build_observation
@@ -32,6 +34,7 @@ __all__ = [
     "OBS_SCHEMA",
     "TASK_TYPES",
     "Feature",
+    "Gating",
     "IllegalTransitionError",
     "PolicySignals",
     "SeedEvent",
@@ -44,6 +47,7 @@ __all__ = [
     "build_observation",
     "can_advance",
     "check_transition",
+    "gate_mask",
     "germinate_actions",
     "is_legal",
 ]

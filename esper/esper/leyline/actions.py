@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import IntEnum
 from functools import cache
 
@@ -43,6 +44,35 @@ def can_advance(stage: SeedStage, epochs_in_stage: int, dwell_epochs: int) -> bo
     if stage == SeedStage.TRAINING:
         return epochs_in_stage >= dwell_epochs
     return stage == SeedStage.PROBATIONARY
+
+
+@dataclass(frozen=True)
+class Gating:
+    """Optional reference gating (config block `gating`): germinate only from epoch `min_epoch` and
+    after `min_plateau` plateau epochs; cull only a seed at least `min_cull_age` epochs old."""
+
+    min_epoch: int = 0
+    min_plateau: int = 0
+    min_cull_age: int = 0
+
+
+def gate_mask(
+    mask: np.ndarray,
+    actions: type[IntEnum],
+    gating: Gating,
+    *,
+    epoch: int,
+    plateau_epochs: int,
+    seed_age: int | None,
+) -> np.ndarray:
+    """`mask` with germination and cull further restricted by `gating` (WAIT stays legal)."""
+    out = mask.copy()
+    if epoch < gating.min_epoch or plateau_epochs < gating.min_plateau:
+        for action in germinate_actions(actions):
+            out[action] = False
+    if seed_age is not None and seed_age < gating.min_cull_age:
+        out[actions.CULL] = False
+    return out
 
 
 def action_mask(

@@ -50,7 +50,7 @@ OBS_SCHEMA: tuple[Feature, ...] = (
     *(Feature(f"loss_hist_{i}", "loss") for i in range(HISTORY)),
     Feature("best_val_loss", "loss"),
     Feature("loss_delta", "delta"),
-    Feature("seed_improvement", "delta"),
+    Feature("seed_counterfactual", "delta"),
     Feature("seed_contribution", "delta"),
     Feature("plateau_epochs", "plateau"),
     Feature("has_active_seed", "flag"),

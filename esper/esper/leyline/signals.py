@@ -20,7 +20,7 @@ class PolicySignals:
     loss_history: tuple[float, ...]
     best_val_loss: float
     loss_delta: float
-    seed_improvement: float
+    seed_counterfactual: float
     seed_contribution: float
     plateau_epochs: int
     has_active_seed: bool

@@ -1,7 +1,8 @@
 """One episode of morphogenetic training: a fresh host and slots, its optimisers, and what Tamiyo sees.
 
 Per step: `apply(action)`, then `run_epoch()` = lifecycle step, one training epoch, validation
-(and the seed's contribution while it is blended in), governor check.
+(the seed's contribution c while it is blended in, its counterfactual while it is TRAINING),
+governor check; the test split is scored once, after the last epoch.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from esper.leyline import (
     BLENDED_STAGES,
     EMBARGO_STAGES,
     HISTORY,
+    Gating,
     PolicySignals,
     SeedEvent,
     SeedStage,
     TaskConfig,
     TrainingSignals,
+    gate_mask,
 )
 from esper.tolaria.governor import Governor
 from esper.tolaria.optim import make_optimizer
@@ -43,10 +46,16 @@ class Tracker:
     train_loss: float = math.nan
     best_val_loss: float = math.inf
     plateau_epochs: int = 0
-    seed_start_loss: float | None = None
     contribution: float | None = None
+    counterfactual: float | None = None
 
-    def record(self, train_loss: float, val_loss: float, contribution: float | None) -> None:
+    def record(
+        self,
+        train_loss: float,
+        val_loss: float,
+        contribution: float | None,
+        counterfactual: float | None = None,
+    ) -> None:
         """Fold in one epoch's losses."""
         if self.val_losses:
             prev = self.val_losses[-1]
@@ -57,6 +66,7 @@ class Tracker:
         if math.isfinite(val_loss):
             self.best_val_loss = min(self.best_val_loss, val_loss)
         self.contribution = contribution
+        self.counterfactual = counterfactual
 
     def history(self) -> tuple[float, ...]:
         """The val losses before the latest, newest first, padded with the first one."""
@@ -87,6 +97,7 @@ class Episode:
             self.model, self.host_opt = self._fresh()
         torch.manual_seed(derive_seed(seed, "host-dropout"))
         self.seed_opt: torch.optim.Optimizer | None = None
+        self.gating = Gating(**(cfg.get("gating") or {}))
         self.data_gen = generator(seed, "data-order")
         gov = cfg["governor"]
         self.governor = (
@@ -135,20 +146,29 @@ class Episode:
         return self.signals
 
     def action_mask(self) -> np.ndarray:
-        """Legal actions now."""
-        return self.model.action_mask()
+        """Legal actions now: the lifecycle's mask, narrowed by the config's gating (if any)."""
+        live = self.model.live_slot
+        return gate_mask(
+            self.model.action_mask(),
+            self.model.actions,
+            self.gating,
+            epoch=self.epoch,
+            plateau_epochs=self.track.plateau_epochs,
+            seed_age=None if live is None else self.epoch - live.state.germinated_epoch,
+        )
 
-    def apply(self, action: int) -> list[SeedEvent]:
+    def apply(self, action: int, *, gated: bool = True) -> list[SeedEvent]:
         """Carry out `action` (ValueError if masked) and keep the optimisers in step with the seeds."""
         if self.signals is None:
             raise RuntimeError("call reset() before the first action")
+        if gated and not self.action_mask()[action]:
+            raise ValueError(f"action {self.model.actions(action).name} is masked now")
         init_seed = derive_seed(self.seed, "seed-init", self.epoch)
         events = self.model.apply(action, self.epoch, self.track.contribution, init_seed)
         for event in events:
             if event.kind == "germinated":
                 seed = self.model.live_slot.seed
                 self.seed_opt = make_optimizer(self.cfg["optimizer"], seed.parameters())
-                self.track.seed_start_loss = self.track.val_losses[-1]
             elif event.kind == "fossilized":
                 params = list(self.model.fossil_modules[-1].parameters())
                 self.host_opt.add_param_group({"params": params})
@@ -177,7 +197,7 @@ class Episode:
             events += self._rollback()
             val = self._validate()
         contribution = self._contribution(val.loss)
-        self.track.record(train.loss, val.loss, contribution)
+        self.track.record(train.loss, val.loss, contribution, self._counterfactual())
         test = self._validate("test") if self.done else None
         self.signals = self._signals(train.accuracy, val, rollback, train.loss, test)
         return self.signals, events
@@ -192,6 +212,24 @@ class Episode:
             return None
         with self.model.host_only():
             return self._validate().loss - val_loss
+
+    def _counterfactual(self) -> float | None:
+        """L(alpha = 0) - L(alpha = 1) of a TRAINING seed on a fixed validation batch; None otherwise.
+
+        Positive when the seed, blended in fully now, would lower the loss. Measured without
+        gradients in eval mode, so it changes neither the host nor any random stream.
+        """
+        slot = self.model.live_slot
+        if slot is None or slot.state.stage != SeedStage.TRAINING:
+            return None
+        with self.model.host_only():
+            without = self._probe_loss()
+        with self.model.seed_at_full():
+            return without - self._probe_loss()
+
+    def _probe_loss(self) -> float:
+        batch = next(self.data.eval_batches("val"))  # the first validation batch, always the same
+        return validate(self.model, [batch], self.task.task_type, self.device).loss
 
     def _rollback(self) -> list[SeedEvent]:
         """Restore the last healthy state and cull the seed that was live then."""
@@ -209,7 +247,7 @@ class Episode:
             )
         ]
         if slot is not None:
-            events += self.apply(self.model.actions.CULL)
+            events += self.apply(self.model.actions.CULL, gated=False)  # safety beats gating
         return events
 
     def _signals(
@@ -234,7 +272,7 @@ class Episode:
             loss_history=track.history(),
             best_val_loss=track.best_val_loss,
             loss_delta=losses[-1] - losses[-2] if len(losses) > 1 else 0.0,
-            seed_improvement=0.0 if live is None else track.seed_start_loss - val.loss,
+            seed_counterfactual=0.0 if track.counterfactual is None else track.counterfactual,
             seed_contribution=0.0
             if live is None or track.contribution is None
             else track.contribution,
