@@ -13,6 +13,7 @@ from esper.evaluate.figures import plot_evaluation
 from esper.evaluate.summary import (
     action_shares,
     paired_deltas,
+    paired_groups,
     summarise_episodes,
     unit_values,
 )
@@ -20,6 +21,7 @@ from esper.evaluate.table import results_latex, results_markdown
 from labkit.jsonl import append_jsonl
 
 N_EPISODES = 20
+MARGIN = 0.02  # nats
 ACTIONS = ("WAIT", "GERMINATE_NORM", "ADVANCE", "CULL")
 
 
@@ -35,6 +37,9 @@ def episode(policy: str, unit: int | None, i: int, ret: float, **kw: Any) -> dic
         "val_loss": kw.get("val_loss", 1.0 - 0.01 * ret),
         "val_accuracy": kw.get("val_accuracy", 0.5 + 0.001 * ret),
         "val_perplexity": None,
+        "test_loss": kw.get("test_loss", 1.1 - 0.01 * ret),
+        "test_accuracy": kw.get("test_accuracy", 0.45 + 0.001 * ret),
+        "test_perplexity": None,
         "params_added": 100,
         "fossils": 1,
         "culls": 0,
@@ -73,63 +78,74 @@ def test_paired_deltas_are_per_seed_means_of_episode_differences():
     )
 
 
-def test_clear_improvement_over_random_is_claimed():
-    summary = summarise_episodes(scenario([1.0, 1.2, 0.8, 1.1, 0.9]), seed=0)
-    ci = summary["paired"]["ppo-random"]["return"]["ci"]
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return summarise_episodes(rows, seed=0, heuristic_margin_nats=MARGIN)
+
+
+def test_clear_improvement_is_claimed_on_final_test_loss():
+    summary = summarise(scenario([1.0, 1.2, 0.8, 1.1, 0.9]))
+    ci = summary["paired"]["ppo-random"]["return"]["ci"]  # secondary: return, BCa over seeds
     assert ci["method"] == "BCa" and ci["n"] == 5
     assert 0 < ci["low"] < 1.0 < ci["high"]
-    assert summary["verdicts"]["ppo_beats_random"]["holds"] is True
-    assert summary["verdicts"]["ppo_beats_random"]["robust_to_episodes"] is True
+    head = summary["headline"]["ppo-random"]["test_loss"]
+    assert head["method"] == "hierarchical percentile" and head["n"] == 5
+    assert head["high"] < 0  # a higher return here means a lower test loss
+    for key in ("ppo_beats_random", "ppo_beats_static"):
+        assert summary["verdicts"][key]["holds"] is True
     assert summary["policies"]["ppo"]["units"] == [0, 1, 2, 3, 4]
     assert summary["policies"]["random"]["return"]["n"] == N_EPISODES
+    assert set(summary["headline"]) == {
+        "ppo-static",
+        "random-static",
+        "heuristic-static",
+        "ppo-heuristic",
+        "ppo-random",
+    }
 
 
 def test_mixed_seeds_give_a_ci_that_includes_zero_and_no_claim():
-    summary = summarise_episodes(scenario([-1.0, 1.0, -0.5, 0.5, 0.2]), seed=0)
-    ci = summary["paired"]["ppo-random"]["return"]["ci"]
-    assert ci["low"] < 0 < ci["high"]
+    summary = summarise(scenario([-1.0, 1.0, -0.5, 0.5, 0.2]))
+    head = summary["headline"]["ppo-random"]["test_loss"]
+    assert head["low"] < 0 < head["high"]
     verdict = summary["verdicts"]["ppo_beats_random"]
-    assert verdict["holds"] is False and "includes 0" in verdict["text"]
+    assert verdict["holds"] is False and verdict["text"].startswith("not shown")
 
 
-def test_a_gain_carried_by_shared_episodes_is_not_called_robust():
+def test_a_gain_carried_by_shared_episodes_is_not_claimed():
     # Every seed gains the same large, noisy per-episode amount: tight across seeds, wide across
-    # episodes. The seed-level CI excludes 0; the episode-level CI includes it.
+    # episodes. A CI over training seeds alone excludes 0; the hierarchical one does not.
     rows = scenario([0.0] * 5)
-    common = np.random.default_rng(1).normal(0.5, 4.0, N_EPISODES)
-    common += 0.5 - common.mean()
+    common = np.random.default_rng(1).normal(0.005, 0.04, N_EPISODES)
+    common += 0.005 - common.mean()
     for e in rows:
         if e["policy"] == "ppo":
-            e["return"] += float(common[e["episode"]])
-    summary = summarise_episodes(rows, seed=0)
-    paired = summary["paired"]["ppo-random"]["return"]
-    assert paired["ci"]["low"] > 0
-    assert paired["episode_level_ci"]["low"] < 0 < paired["episode_level_ci"]["high"]
-    assert paired["episode_level_ci"]["n"] == N_EPISODES
-    verdict = summary["verdicts"]["ppo_beats_random"]
-    assert verdict["holds"] is True and verdict["robust_to_episodes"] is False
-    assert "rests on these episode seeds" in verdict["text"]
+            e["test_loss"] -= float(common[e["episode"]])
+    summary = summarise(rows)
+    per_seed = [g.mean() for g in paired_groups(rows, "ppo", "random", "test_loss")]
+    assert max(per_seed) < 0  # every training seed's mean delta is a gain
+    head = summary["headline"]["ppo-random"]["test_loss"]
+    assert head["low"] < 0 < head["high"]
+    assert summary["verdicts"]["ppo_beats_random"]["holds"] is False
 
 
-def test_worse_than_random_is_reported_as_worse():
-    summary = summarise_episodes(scenario([-1.0, -1.2, -0.8, -1.1, -0.9]), seed=0)
-    verdict = summary["verdicts"]["ppo_beats_random"]
-    assert verdict["holds"] is False and verdict["text"].startswith("PPO < random")
+def test_worse_than_static_is_reported_as_worse():
+    summary = summarise(scenario([-3.0, -3.2, -2.8, -3.1, -2.9]))  # static's return is base - 1
+    verdict = summary["verdicts"]["ppo_beats_static"]
+    assert verdict["holds"] is False and verdict["text"].startswith("PPO > static")
 
 
-@pytest.mark.parametrize(("gap", "holds"), [(0.2, True), (1.5, False)])
-def test_heuristic_margin_is_five_percent_of_its_mean(gap, holds):
-    # PPO seeds trail the heuristic by ~gap; the heuristic's mean return is ~10, so the margin is ~0.5.
+@pytest.mark.parametrize(("gap", "holds"), [(0.5, True), (5.0, False)])
+def test_heuristic_margin_is_stated_in_nats(gap, holds):
+    # The heuristic's return is `gap` higher, so its test loss is 0.01 * gap nats lower than PPO's:
+    # 0.005 nats is inside the 0.02-nat margin, 0.05 is not.
     rows = scenario([-0.05, 0.05, 0.0, -0.02, 0.02], heuristic_shift=gap)
-    summary = summarise_episodes(rows, seed=0)
-    verdict = summary["verdicts"]["ppo_at_least_heuristic"]
-    heuristic_mean = summary["policies"]["heuristic"]["return"]["value"]
-    assert verdict["margin"] == pytest.approx(-0.05 * abs(heuristic_mean))
+    verdict = summarise(rows)["verdicts"]["ppo_at_least_heuristic"]
+    assert verdict["margin_nats"] == MARGIN
     assert verdict["holds"] is holds
 
 
 def test_one_training_seed_claims_nothing():
-    summary = summarise_episodes(scenario([3.0]), seed=0)
+    summary = summarise(scenario([3.0]))
     assert summary["paired"]["ppo-random"]["return"]["ci"]["low"] is None
     assert summary["verdicts"]["ppo_beats_random"]["holds"] is None
 
@@ -161,13 +177,11 @@ def test_non_finite_losses_are_left_out_not_propagated():
     rows[0]["val_loss"] = "inf"
     values = unit_values(rows, "random", "val_loss")
     assert values.size == N_EPISODES - 1 and np.isfinite(values).all()
-    assert math.isfinite(
-        summarise_episodes(rows, seed=0)["policies"]["random"]["val_loss"]["value"]
-    )
+    assert math.isfinite(summarise(rows)["policies"]["random"]["val_loss"]["value"])
 
 
 def _summary_for_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"task": "shapes10", "episodes_per_unit": N_EPISODES, **summarise_episodes(rows, seed=0)}
+    return {"task": "shapes10", "episodes_per_unit": N_EPISODES, **summarise(rows)}
 
 
 def test_tables_hold_every_policy_delta_and_verdict():
@@ -183,10 +197,10 @@ def test_tables_hold_every_policy_delta_and_verdict():
     ):
         assert name in md
     assert "100.0% (> 90 %: flagged)" in md  # static always WAITs
-    assert "PPO > random" in md
-    assert "accuracy" in md and "perplexity" not in md
+    assert "PPO < random on final test loss" in md and "ppo-static" in md
+    assert "test accuracy" in md and "perplexity" not in md
     tex = results_latex(summary)
-    assert tex.count(r"\begin{tabular}") == 2 and r"100.0\% (> 90 \%: flagged)" in tex
+    assert tex.count(r"\begin{tabular}") == 3 and r"100.0\% (> 90 \%: flagged)" in tex
 
 
 def _write_run(run: Path, rows: list[dict[str, Any]]) -> None:

@@ -19,8 +19,10 @@ _INT1 = {"type": "integer", "minimum": 1}
 EVAL_BLOCK = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["episodes", "workers", "chunk_episodes", "policies"],
+    "required": ["episodes", "workers", "chunk_episodes", "policies", "heuristic_margin_nats"],
     "properties": {
+        # PPO >= heuristic: the paired final-test-loss CI's high end below this many nats.
+        "heuristic_margin_nats": {"type": "number", "minimum": 0},
         "episodes": _INT1,
         "workers": _INT1,
         "chunk_episodes": _INT1,

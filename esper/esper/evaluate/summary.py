@@ -1,8 +1,13 @@
-"""summary.json from episodes.jsonl: per-policy means with BCa CIs, paired deltas, the §8 verdicts.
+"""summary.json from episodes.jsonl: the headline paired test-loss comparison, per-policy means, verdicts.
 
-Units: a PPO unit is one training seed (the mean over its episodes); a baseline's unit is an
-episode. A paired delta PPO - baseline is, per training seed, the mean over the episode seeds both
-ran of (PPO return - baseline return); its CI is over the training seeds.
+Headline: the final TEST loss (and accuracy or perplexity), paired on shared episode seeds, against
+static, heuristic and random. Its CI is a hierarchical bootstrap (labkit.hierarchical): training
+seeds are resampled, then the episodes within them, so neither the seeds nor the episodes are held
+fixed; every seed plays the same episode seeds, so one episode draw serves all drawn seeds of a
+resample (crossed). A baseline has one group (its episodes). Verdicts are judged on it, with the heuristic margin
+stated in nats. Return is secondary: paired return deltas with BCa CIs over training seeds (and over
+episode seeds as a check). Per-policy means: a PPO unit is one training seed (the mean over its
+episodes); a baseline's unit is an episode.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from labkit.hierarchical import hierarchical_bootstrap_ci
 from labkit.stats import bootstrap_ci
 
 METRICS = (
+    "test_loss",
+    "test_accuracy",
+    "test_perplexity",
     "return",
     "val_loss",
     "val_accuracy",
@@ -26,10 +35,10 @@ METRICS = (
     "culls",
 )
 PAIRED_METRICS = ("return", "val_loss", "val_accuracy", "val_perplexity")
+HEADLINE_METRICS = ("test_loss", "test_accuracy", "test_perplexity")
 LEARNED = "ppo"
 BASELINES = ("random", "heuristic", "static")
 WAIT_FLAG = 0.9  # a policy that WAITs in more than 90 % of epochs has collapsed (design §8)
-HEURISTIC_MARGIN = 0.05  # PPO >= heuristic: CI low > -5 % of |heuristic mean| (design §8)
 
 
 def _value(x: Any) -> float:
@@ -80,6 +89,71 @@ def paired_deltas(
     return {key: float(np.mean(d)) for key, d in sorted(diffs.items()) if d}
 
 
+def paired_groups(
+    episodes: list[dict[str, Any]], policy: str, baseline: str, metric: str
+) -> list[np.ndarray]:
+    """`policy` - `baseline` per episode seed, one group per PPO training seed (a baseline policy is
+    one group), on the episode seeds where every group and the baseline have a finite value, in
+    episode-seed order: the groups are aligned (crossed), since every unit plays the same episodes."""
+    base = {e["seed"]: _value(e[metric]) for e in episodes if e["policy"] == baseline}
+    by_group: dict[int, dict[int, float]] = defaultdict(dict)
+    for e in episodes:
+        if e["policy"] == policy and e["seed"] in base:
+            by_group[e["unit"] if policy == LEARNED else 0][e["seed"]] = (
+                _value(e[metric]) - base[e["seed"]]
+            )
+    shared = sorted(
+        s
+        for s in base
+        if by_group and all(math.isfinite(g.get(s, math.nan)) for g in by_group.values())
+    )
+    if not shared:
+        return []
+    return [np.array([g[s] for s in shared]) for _, g in sorted(by_group.items())]
+
+
+def headline(episodes: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """Paired final-test deltas with hierarchical CIs: every policy - static, PPO - each baseline."""
+    policies = policy_order(episodes)
+    pairs = [(p, "static") for p in policies if p != "static" and "static" in policies]
+    if LEARNED in policies:
+        pairs += [(LEARNED, b) for b in ("heuristic", "random") if b in policies]
+    out: dict[str, Any] = {}
+    for policy, base in pairs:
+        entry = {}
+        for metric in HEADLINE_METRICS:
+            groups = paired_groups(episodes, policy, base, metric)
+            entry[metric] = (
+                hierarchical_bootstrap_ci(groups, seed=seed, crossed=True).to_dict()
+                if groups
+                else None
+            )
+        out[f"{policy}-{base}"] = entry
+    return out
+
+
+def _verdict_lower(ci: dict[str, Any] | None, other: str, margin: float = 0.0) -> dict[str, Any]:
+    """PPO's final test loss below `other`'s (by more than -margin nats): the CI's high end < margin."""
+    claim = f"PPO < {other}" if margin == 0 else f"PPO <= {other} + {margin:g} nats"
+    if ci is None or ci["low"] is None or ci["n"] < 2:
+        # One training seed says nothing about the next: the seed level needs at least two.
+        return {
+            "holds": None,
+            "margin_nats": margin,
+            "text": "undetermined: fewer than 2 PPO training seeds with pairs",
+        }
+    span = f"test-loss delta {ci['value']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+    if ci["high"] < margin:
+        return {"holds": True, "margin_nats": margin, "text": f"{claim} on final test loss: {span}"}
+    if margin == 0 and ci["low"] > 0:
+        return {
+            "holds": False,
+            "margin_nats": margin,
+            "text": f"PPO > {other} on final test loss (worse): {span}",
+        }
+    return {"holds": False, "margin_nats": margin, "text": f"not shown ({claim}): {span}"}
+
+
 def _ci(values: np.ndarray, seed: int) -> dict[str, Any] | None:
     return bootstrap_ci(values, seed=seed).to_dict() if values.size else None
 
@@ -104,51 +178,17 @@ def action_shares(episodes: list[dict[str, Any]], policy: str) -> dict[str, Any]
     }
 
 
-def _verdict_random(ci: dict[str, Any] | None, episode_ci: dict[str, Any] | None) -> dict[str, Any]:
-    if ci is None or ci["low"] is None:
-        return {"holds": None, "text": "undetermined: fewer than 2 PPO training seeds with pairs"}
-    if ci["low"] > 0:
-        robust = episode_ci is not None and episode_ci["low"] is not None and episode_ci["low"] > 0
-        caveat = (
-            "; the episode-level CI is above 0 too"
-            if robust
-            else "; but the episode-level CI includes 0: the gain rests on these episode seeds"
-        )
-        return {
-            "holds": True,
-            "robust_to_episodes": robust,
-            "text": f"PPO > random: the paired return CI lies above 0{caveat}",
-        }
-    if ci["high"] < 0:
-        return {"holds": False, "text": "PPO < random: the paired return CI lies below 0"}
-    return {"holds": False, "text": "not shown: the paired return CI includes 0"}
-
-
-def _verdict_heuristic(ci: dict[str, Any] | None, heuristic_mean: float) -> dict[str, Any]:
-    margin = -HEURISTIC_MARGIN * abs(heuristic_mean)
-    if ci is None or ci["low"] is None:
-        return {
-            "holds": None,
-            "margin": margin,
-            "text": "undetermined: fewer than 2 PPO training seeds with pairs",
-        }
-    if ci["low"] > margin:
-        return {
-            "holds": True,
-            "margin": margin,
-            "text": f"PPO >= heuristic: paired CI low {ci['low']:.4g} > margin {margin:.4g}",
-        }
-    return {
-        "holds": False,
-        "margin": margin,
-        "text": f"not shown: paired CI low {ci['low']:.4g} <= margin {margin:.4g}",
-    }
-
-
-def summarise_episodes(episodes: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+def summarise_episodes(
+    episodes: list[dict[str, Any]], seed: int, heuristic_margin_nats: float
+) -> dict[str, Any]:
     """The evaluation summary of `episodes` (CIs seeded by `seed`)."""
     policies = policy_order(episodes)
-    out: dict[str, Any] = {"policies": {}, "paired": {}, "verdicts": {}}
+    out: dict[str, Any] = {
+        "headline": headline(episodes, seed),
+        "policies": {},
+        "paired": {},
+        "verdicts": {},
+    }
     for p in policies:
         rows = [e for e in episodes if e["policy"] == p]
         units = sorted({e["unit"] for e in rows}) if p == LEARNED else None
@@ -175,14 +215,14 @@ def summarise_episodes(episodes: list[dict[str, Any]], seed: int) -> dict[str, A
         out["paired"][f"ppo-{base}"] = {
             metric: _paired(episodes, base, metric, seed) for metric in PAIRED_METRICS
         }
-    if "random" in policies:
-        ret = out["paired"]["ppo-random"]["return"]
-        out["verdicts"]["ppo_beats_random"] = _verdict_random(ret["ci"], ret["episode_level_ci"])
-    heuristic = out["policies"].get("heuristic", {}).get("return")
-    if heuristic is not None and heuristic["value"] is not None:
-        out["verdicts"]["ppo_at_least_heuristic"] = _verdict_heuristic(
-            out["paired"]["ppo-heuristic"]["return"]["ci"], heuristic["value"]
-        )
+    head = out["headline"]
+    for base, key, margin in (
+        ("static", "ppo_beats_static", 0.0),
+        ("heuristic", "ppo_at_least_heuristic", heuristic_margin_nats),
+        ("random", "ppo_beats_random", 0.0),
+    ):
+        if f"ppo-{base}" in head:
+            out["verdicts"][key] = _verdict_lower(head[f"ppo-{base}"]["test_loss"], base, margin)
     return out
 
 

@@ -1,4 +1,5 @@
-"""The results table (results.md, results.tex) from a summary: means with CIs, paired deltas, verdicts."""
+"""The results tables (results.md, results.tex) from a summary: the headline paired test-loss deltas,
+per-policy means with CIs, the secondary paired return deltas, and the verdicts."""
 
 from __future__ import annotations
 
@@ -25,23 +26,35 @@ def _cell(ci: dict[str, Any] | None, fmt: Format, *, signed: bool = False) -> st
     return f"{sign}{fmt(ci['value'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
 
 
-def _quality(summary: dict[str, Any]) -> tuple[str, str, Format]:
+def _quality(summary: dict[str, Any], split: str = "val") -> tuple[str, str, Format]:
     """Perplexity for a language model, accuracy for a classifier (whichever the episodes measured)."""
     has_ppl = any(p["val_perplexity"] is not None for p in summary["policies"].values())
     if has_ppl:
-        return "val_perplexity", "perplexity", _num
-    return "val_accuracy", "accuracy", _pct
+        return f"{split}_perplexity", f"{split} perplexity", _num
+    return f"{split}_accuracy", f"{split} accuracy", _pct
+
+
+def headline_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and one row per comparison: paired final test loss and accuracy/perplexity deltas."""
+    key, label, fmt = _quality(summary, "test")
+    header = ["paired delta (final test)", "test loss", label]
+    rows = [
+        [name, _cell(d["test_loss"], _num, signed=True), _cell(d[key], fmt, signed=True)]
+        for name, d in summary["headline"].items()
+    ]
+    return header, rows
 
 
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and one row per policy: return, final val loss, accuracy/perplexity, growth, WAIT share."""
-    key, label, fmt = _quality(summary)
+    """Header and one row per policy: final test loss and quality, val loss, return, growth, WAIT."""
+    test_key, test_label, fmt = _quality(summary, "test")
     header = [
         "policy",
         "units",
-        "return",
+        "final test loss",
+        test_label,
         "final val loss",
-        label,
+        "return (secondary)",
         "params added",
         "fossils",
         "culls",
@@ -61,9 +74,10 @@ def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             [
                 name,
                 units,
-                _cell(p["return"], _num),
+                _cell(p["test_loss"], _num),
+                _cell(p[test_key], fmt),
                 _cell(p["val_loss"], _num),
-                _cell(p[key], fmt),
+                _cell(p["return"], _num),
                 _cell(p["params_added"], _num),
                 _cell(p["fossils"], _num),
                 _cell(p["culls"], _num),
@@ -100,21 +114,30 @@ def results_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: {summary['task']} ({summary['episodes_per_unit']} paired episodes per unit)",
         "",
-        "Means with 95 % BCa bootstrap CIs; PPO's unit is a training seed (mean of its episodes), "
-        "a baseline's unit is an episode.",
+        "Headline: final test-split loss, paired on the same episode seeds; 95 % hierarchical",
+        "bootstrap CIs (training seeds resampled, then episodes within each; a baseline is one group).",
+        "",
+        *_markdown(*headline_rows(summary)),
+        "",
+        "Per policy: means with 95 % BCa bootstrap CIs; PPO's unit is a training seed (mean of its "
+        "episodes), a baseline's unit is an episode.",
         "",
         *_markdown(*table_rows(summary)),
     ]
     if summary["paired"]:
         lines += [
             "",
-            "Paired deltas PPO - baseline (same episode seeds; CI over training seeds, and over",
-            "episode seeds as a check of how much the shared episodes matter):",
+            "Secondary: paired deltas PPO - baseline of return and validation metrics (CI over",
+            "training seeds, and over episode seeds as a check of how much the shared episodes matter):",
             "",
         ]
         lines += _markdown(*delta_rows(summary))
     if summary["verdicts"]:
-        lines += ["", "Verdicts (design §8):", ""]
+        lines += [
+            "",
+            f"Verdicts (final test loss; heuristic margin {summary.get('heuristic_margin_nats')} nats):",
+            "",
+        ]
         lines += [f"- {name}: {v['text']}" for name, v in summary["verdicts"].items()]
     return "\n".join(lines) + "\n"
 
@@ -142,7 +165,8 @@ def _tabular(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def results_latex(summary: dict[str, Any]) -> str:
     """results.tex: the same two tables as LaTeX tabulars."""
-    lines = [f"% Evaluation: {_tex_escape(summary['task'])}", *_tabular(*table_rows(summary))]
+    lines = [f"% Evaluation: {_tex_escape(summary['task'])}", *_tabular(*headline_rows(summary))]
+    lines += ["", *_tabular(*table_rows(summary))]
     if summary["paired"]:
         lines += ["", *_tabular(*delta_rows(summary))]
     return "\n".join(lines) + "\n"
