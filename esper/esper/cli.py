@@ -122,8 +122,9 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
     print(
         f"train-tamiyo: {summary['updates']} updates, {summary['training_episodes']} episodes, run {run.path}"
     )
-    print(f"  held-out return, greedy PPO - random: {_mean_ci(delta)}")
-    print(f"  WAIT share (greedy, held out): {summary['heldout_ppo_wait_share']:.2f}")
+    if delta is not None:  # ppo.baseline_episodes: 0 plays no held-out episodes
+        print(f"  held-out return, greedy PPO - random: {_mean_ci(delta)}")
+        print(f"  WAIT share (greedy, held out): {summary['heldout_ppo_wait_share']:.2f}")
     print(f"  policy {run.path / 'policy.pt'}; figures in {run.path / 'figures'}")
     return 0
 

@@ -46,6 +46,14 @@ def tamiyo(run_dir: Path, *extra: object) -> int:
     return esper("train-tamiyo", "--config", PPO_CONFIG, "--run_dir", run_dir, *extra, *SMALL)
 
 
+def test_no_heldout_episodes_is_a_clean_run(tmp_path):
+    run = tmp_path / "t0"
+    over = [*SMALL, "ppo.episodes=2", "ppo.baseline_episodes=0"]
+    assert esper("train-tamiyo", "--config", PPO_CONFIG, "--run_dir", run, *over) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["heldout_ppo_minus_random"] is None and (run / "policy.pt").is_file()
+
+
 def test_cli_smoke_two_updates_then_train_host_and_plot(tmp_path):
     run = tmp_path / "t1"
     assert tamiyo(run) == 0
