@@ -88,6 +88,15 @@ def test_heuristic_culls_a_probationer_that_does_not_help():
     assert p.act(OBS, mask_for(S.PROBATIONARY), prob) == A.CULL
 
 
+def test_heuristic_waits_when_gating_forbids_the_cull_it_wants():
+    p = heuristic(min_epoch=0, min_plateau=0)
+    p.act(OBS, mask_for(None), idle(val_loss=1.0))
+    prob = live(S.PROBATIONARY, val_loss=0.99, seed_contribution=-0.001)
+    gated = mask_for(S.PROBATIONARY)
+    gated[A.CULL] = False  # a seed younger than gating.min_cull_age
+    assert p.act(OBS, gated, prob) == A.WAIT
+
+
 def test_heuristic_culls_when_the_stage_made_the_loss_worse_by_two_sigma():
     p = heuristic(min_epoch=0, min_plateau=0)
     p.act(OBS, mask_for(None), idle(val_loss=1.0))

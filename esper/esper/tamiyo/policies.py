@@ -143,6 +143,8 @@ class HeuristicPolicy:
             action = self._tend(signals, mask, loss)
         else:
             action = self._germinate(signals, mask, loss)
+        if not mask[action]:  # the config's gating can forbid a cull the rules ask for: wait
+            action = self.actions.WAIT
         m.prev_loss = loss
         return int(action)
 
