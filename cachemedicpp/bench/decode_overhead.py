@@ -21,6 +21,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from cachemedicpp.config import PROJECT, load_run_config
+from cachemedicpp.families import cache_shape
 from cachemedicpp.intervention import greedy_decode
 from cachemedicpp.patch import patch
 from cachemedicpp.repair import RepairOperator
@@ -67,8 +68,9 @@ def measure(
     patched = copy.deepcopy(stock)
     patch(patched)
     mc = stock.config
+    shape = cache_shape(mc)
     repair = RepairOperator.from_config(
-        rep_cfg, n_heads=mc.n_head, head_dim=mc.n_embd // mc.n_head, seed=0
+        rep_cfg, n_heads=shape.kv_heads, head_dim=shape.head_dim, seed=0
     ).eval()
     ids = torch.randint(
         mc.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0)
