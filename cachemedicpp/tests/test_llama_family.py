@@ -9,9 +9,11 @@ import time
 
 import pytest
 import torch
+from transformers import Qwen2Config
 
 from cachemedicpp.config import PROJECT, load_run_config
-from cachemedicpp.modeling import load_model, local_hint
+from cachemedicpp.families import CacheShape, cache_shape
+from cachemedicpp.modeling import check_shape, load_model, local_hint
 from cachemedicpp.train import train_run
 from labkit.checkpoint import load_checkpoint
 from labkit.errors import ConfigError, MissingInputError
@@ -60,3 +62,16 @@ def test_paper_qwen_config_fails_fast_offline_naming_the_local_config(monkeypatc
     if not torch.cuda.is_available():  # the config's own device: refused before anything loads
         with pytest.raises(ConfigError, match=r"cuda.*mve_llama_local\.yaml"):
             load_model(load_run_config(CONFIGS / "mve_qwen.yaml"))
+
+
+def test_head_settings_index_the_cached_heads(zoo_test_model):
+    gqa = Qwen2Config(
+        hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2
+    )
+    assert cache_shape(gqa) == CacheShape(
+        layers=2, heads=4, kv_heads=2, head_dim=16, positions=gqa.max_position_embeddings
+    )
+    cfg = llama_config(zoo_test_model, "corruption.axes.heads=[1]")
+    check_shape(cfg, gqa)
+    with pytest.raises(ConfigError, match=r"heads \[3\] do not exist: the model caches 2 heads"):
+        check_shape(llama_config(zoo_test_model, "corruption.axes.heads=[3]"), gqa)
