@@ -2,6 +2,7 @@
 
     python bench/decode_overhead.py --shape gpt2-medium   # random weights, mve.yaml's R_phi
     python bench/decode_overhead.py --shape local         # local:tiny-gpt2, mve_local.yaml's R_phi
+    python bench/decode_overhead.py --shape llama-local   # local:tiny-llama, mve_llama_local.yaml's
 
 Three variants decode the same prompt greedily, interleaved over `--repeats` rounds so that machine
 drift hits all alike: stock eager (unpatched), patched with no intervention, patched with R_phi
@@ -21,12 +22,17 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from cachemedicpp.config import PROJECT, load_run_config
+from cachemedicpp.families import cache_shape
 from cachemedicpp.intervention import greedy_decode
 from cachemedicpp.patch import patch
 from cachemedicpp.repair import RepairOperator
 from labkit.zoo import resolve_model
 
-SHAPES = {"gpt2-medium": "configs/mve.yaml", "local": "configs/mve_local.yaml"}
+SHAPES = {
+    "gpt2-medium": "configs/mve.yaml",
+    "local": "configs/mve_local.yaml",
+    "llama-local": "configs/mve_llama_local.yaml",
+}
 
 
 def stock_decode(model: PreTrainedModel, ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -41,9 +47,9 @@ def stock_decode(model: PreTrainedModel, ids: torch.Tensor, n: int) -> torch.Ten
 
 
 def build(shape: str, model_name: str | None = None) -> tuple[PreTrainedModel, dict]:
-    """The eager model for a shape (local: `model_name` or the config's) and its `repair` section."""
+    """The eager model for a shape (local ones: `model_name` or the config's) and its `repair` section."""
     cfg = load_run_config(PROJECT / SHAPES[shape])
-    if shape == "local":
+    if shape != "gpt2-medium":
         model = AutoModelForCausalLM.from_pretrained(
             resolve_model(model_name or cfg["model"]["name"]), attn_implementation="eager"
         )
@@ -67,8 +73,9 @@ def measure(
     patched = copy.deepcopy(stock)
     patch(patched)
     mc = stock.config
+    shape = cache_shape(mc)
     repair = RepairOperator.from_config(
-        rep_cfg, n_heads=mc.n_head, head_dim=mc.n_embd // mc.n_head, seed=0
+        rep_cfg, n_heads=shape.kv_heads, head_dim=shape.head_dim, seed=0
     ).eval()
     ids = torch.randint(
         mc.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0)
@@ -108,7 +115,7 @@ def main() -> None:
     p.add_argument("--new_tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--model", default=None, help="local shape: a model other than mve_local's")
+    p.add_argument("--model", default=None, help="local shapes: a model other than the config's")
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

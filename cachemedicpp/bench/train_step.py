@@ -35,7 +35,7 @@ def measure(cfg: dict, steps: int) -> dict:
         model,
         tok,
         cfg["corruption"]["params"]["donor_prompt"],
-        donor_length(cfg, model.config.n_positions),
+        donor_length(cfg, model.config.max_position_embeddings),
     )
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(f"{tmp}/run", cfg, phase="bench")

@@ -114,7 +114,10 @@ class Evaluator:
             self.label_ids = tuple(torch.tensor(tok(lab).input_ids) for lab in LABELS)
         if "needle_long_context" in ev["tasks"]:
             self.examples["needle_long_context"] = needle_examples(
-                tok, ev["needle_long_context"], model.config.n_positions, ev["wikitext2_ppl"]
+                tok,
+                ev["needle_long_context"],
+                model.config.max_position_embeddings,
+                ev["wikitext2_ppl"],
             )
         self._clean: dict[tuple[str, int], torch.Tensor] = {}
         self._clean_bytes = 0
@@ -122,7 +125,7 @@ class Evaluator:
             model,
             tok,
             cfg["corruption"]["params"]["donor_prompt"],
-            donor_length(cfg, model.config.n_positions),
+            donor_length(cfg, model.config.max_position_embeddings),
         )
         self.defenses = self._defenses()
 

@@ -17,17 +17,21 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from torch import nn
 from transformers import Cache, PreTrainedModel
-from transformers.models.gpt2.modeling_gpt2 import GPT2Attention, eager_attention_forward
 
 from cachemedicpp.corruption import CorruptionEvent, EventState
+from cachemedicpp.families import cache_shape
 from cachemedicpp.masks import Axes, time_mask
 from cachemedicpp.patch import check_batch, interceptor_of
 from cachemedicpp.repair import RepairOperator
 
 
 class KVDefense(Protocol):
-    """A heuristic defense: it rewrites K,V [1,H,T,d] of its layers inside `region` [1,H,T,1]."""
+    """A heuristic defense: it rewrites cached K,V [1,H,T,d] of its layers inside `region` [1,H,T,1].
+
+    H is the number of heads in the cache (`num_key_value_heads` under grouped-query attention).
+    """
 
     layers: frozenset[int] | None  # None: every layer
     oracle_mask: bool  # True: the region is the event's true mask, else its time region
@@ -79,7 +83,7 @@ class Intervention:
 
     def attend(
         self,
-        module: GPT2Attention,
+        module: nn.Module,
         query: torch.Tensor,
         key: torch.Tensor,
         value: torch.Tensor,
@@ -101,7 +105,7 @@ class Intervention:
         if self.repair is not None and layer in self.repair.layers:
             out = self.repair.attend(layer, query, key, value, attention_mask, scaling)
         else:
-            out = eager_attention_forward(
+            out = module.cachemedic.eager(
                 module, query, key, value, attention_mask, scaling=scaling, dropout=dropout
             )
         if layer in self.record_layers:
@@ -149,7 +153,7 @@ def intervene(
     interceptor = interceptor_of(model)
     if interceptor.active is not None:
         raise RuntimeError("an intervention is already active on this model; they do not nest")
-    active = Intervention(model.config.n_head, event, defense, record)
+    active = Intervention(cache_shape(model.config).kv_heads, event, defense, record)
     interceptor.active = active
     try:
         yield active

@@ -6,6 +6,12 @@ gate fed q + e_layer[l] (+ e_head[h]). All are the identity at init (U = 0, γ =
 
 In prefill each query i gets its own repaired cache, applied in factored form so no later token leaks in:
 logits_i = scaling·(q_i Kᵀ + ((q_i Q_k) ⊙ c_k(q_i)) (K P_k)ᵀ), out_i = a_i V + ((a_i V P_v) ⊙ c_v(q_i)) Q_vᵀ.
+
+R_phi acts per cache head. Under grouped-query attention (Llama family) the g query heads of a K,V
+head read one repaired cache per position, gated by the mean of their g queries: the repair stays a
+rewrite of the cache (one K̂,V̂ per cache head, as the identity and contraction terms compare), and
+`n_heads` counts cache heads. Keys are repaired as cached, RoPE-rotated; the gate sees rotated
+queries. With g = 1 (GPT-2, or no GQA) this is exactly the per-head form above.
 """
 
 from __future__ import annotations
@@ -186,30 +192,42 @@ class RepairOperator(nn.Module):
         attention_mask: torch.Tensor | None,
         scaling: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eager attention with each query reading its own repaired K,V (factored, causal)."""
-        terms = self._terms(layer, query)
-        logits = torch.matmul(query, key.transpose(-1, -2))
+        """Eager attention with each query reading its own repaired K,V (factored, causal).
+
+        Queries [1, Hq, T, d] are grouped by the cache head [1, Hkv, T, d] they read (Hq = Hkv
+        without grouped-query attention): a group shares one repaired cache per position.
+        """
+        q = query.unflatten(1, (key.shape[1], -1))  # [1, Hkv, g, T, d]
+        terms = self._terms(layer, q.mean(dim=2))
+        k, v = key.unsqueeze(2), value.unsqueeze(2)
+        logits = torch.matmul(q, k.transpose(-1, -2))
         if "K" in terms:
-            p, q, c = terms["K"]
-            logits = logits + torch.matmul(torch.matmul(query, q) * c, (key @ p).transpose(-1, -2))
+            p, qk, c = _grouped(terms["K"])
+            logits = logits + torch.matmul(torch.matmul(q, qk) * c, (k @ p).transpose(-1, -2))
         logits = logits * scaling
         if attention_mask is not None:
-            logits = logits + attention_mask
+            logits = logits + attention_mask.unsqueeze(2)
         weights = F.softmax(logits, dim=-1).type(value.dtype)
-        out = torch.matmul(weights, value)
+        out = torch.matmul(weights, v)
         if "V" in terms:
-            p, q, c = terms["V"]
-            out = out + torch.matmul(torch.matmul(out, p) * c, q.transpose(-1, -2))
-        return out.transpose(1, 2), weights
+            p, qv, c = _grouped(terms["V"])
+            out = out + torch.matmul(torch.matmul(out, p) * c, qv.transpose(-1, -2))
+        return out.flatten(1, 2).transpose(1, 2), weights.flatten(1, 2)
 
     def explicit(
         self, layer: int, key: torch.Tensor, value: torch.Tensor, query: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The repaired cache one query [1, H, 1, d] would read: {'K': K̂, 'V': V̂} for the repaired parts."""
-        terms = self._terms(layer, query)
+        """The repaired cache [1, Hkv, T, d] one position's queries [1, Hq, 1, d] read: {'K': K̂, 'V': V̂}."""
+        terms = self._terms(layer, query.unflatten(1, (key.shape[1], -1)).mean(dim=2))
         source = {"K": key, "V": value}
         return {
             part: source[part]
             + torch.matmul(torch.matmul(source[part], p) * c, q.transpose(-1, -2))
             for part, (p, q, c) in terms.items()
         }
+
+
+def _grouped(terms: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """(P, Q, c) shaped for [1, Hkv, g, T, ·] operands: a group axis after the head axis."""
+    p, q, c = terms
+    return p.unsqueeze(1), q.unsqueeze(1), c.unsqueeze(2)

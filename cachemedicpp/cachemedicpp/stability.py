@@ -24,6 +24,7 @@ from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_texts, token_stream
 from cachemedicpp.eval import load_repair
+from cachemedicpp.families import cache_shape
 from cachemedicpp.heuristics import build_heuristic, clean_median_rms
 from cachemedicpp.intervention import Defense, intervene
 from cachemedicpp.masks import Axes, time_mask
@@ -136,7 +137,7 @@ def prompt_unit(
                 row[f"{name}_drift"].append(float((z - z_none[top]).norm()))
         sens[repr(float(dn))] = {k: float(np.mean(v)) for k, v in row.items()}
     gamma: dict[str, list[list[list[float]]]] = {}
-    heads = model.config.n_head
+    heads = cache_shape(model.config).kv_heads
     for name in ("baseline", "cachemedic"):
         if name not in defenses:
             continue
@@ -248,7 +249,7 @@ def stability_run(
             hb.set_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         units = [done[str(i)] for i in range(len(texts))]
-        metrics = summarize(cfg, units, layers, model.config.n_head)
+        metrics = summarize(cfg, units, layers, cache_shape(model.config).kv_heads)
         record = {
             "run_id": run.record["run_id"],
             "config_hash": run.record["config_hash"],

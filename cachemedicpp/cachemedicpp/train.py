@@ -104,7 +104,7 @@ def train_run(
             model,
             tokenizer,
             cfg["corruption"]["params"]["donor_prompt"],
-            donor_length(cfg, model.config.n_positions),
+            donor_length(cfg, model.config.max_position_embeddings),
         )
         cal_path = run.path / "metrics" / "calibration.json"
         if run.resumed and cal_path.is_file():
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.train`."""
     return phase_parser(
         "train",
-        "Train R_phi by self-distillation on a frozen GPT-2-family model.",
+        "Train R_phi by self-distillation on a frozen GPT-2, Llama, Qwen2 or Mistral model.",
         "run directory to create or resume",
     )
 

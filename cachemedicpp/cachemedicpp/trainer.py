@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedModel
 
 from cachemedicpp.data import train_prefix
+from cachemedicpp.families import cache_shape
 from cachemedicpp.intervention import Intervention, intervene
 from cachemedicpp.losses import (
     LayerKV,
@@ -64,9 +65,9 @@ class Trainer:
     ):
         self.run, self.cfg, self.model = run, cfg, model
         self.stream, self.mix, self.grids, self.donor = stream, mix, grids, donor
-        mc = model.config
+        shape = cache_shape(model.config)
         self.repair = RepairOperator.from_config(
-            cfg["repair"], n_heads=mc.n_head, head_dim=mc.n_embd // mc.n_head, seed=cfg["seed"]
+            cfg["repair"], n_heads=shape.kv_heads, head_dim=shape.head_dim, seed=cfg["seed"]
         ).to(model.device)
         self.optimizer = torch.optim.Adam(self.repair.parameters(), lr=cfg["train"]["lr"])
         self.ckpt = run.path / "checkpoints"

@@ -1,4 +1,5 @@
-"""Shared fixtures: small random GPT-2 models (interception, corruption and repair need no training)."""
+"""Shared fixtures: small random GPT-2 and Llama-family models (interception, corruption and repair
+need no training)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from labkit.zoo import load_dataset
 
@@ -22,22 +32,46 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def random_gpt2(
-    *, n_layer: int = 3, n_head: int = 4, n_embd: int = 64, vocab: int = 97, seed: int = 0, **kw
-) -> GPT2LMHeadModel:
-    """A randomly initialised GPT-2 LM in eval mode with eager attention."""
+CONFIGS: dict[str, type[PretrainedConfig]] = {
+    "gpt2": GPT2Config,
+    "llama": LlamaConfig,
+    "qwen2": Qwen2Config,
+    "mistral": MistralConfig,
+}
+
+
+def random_lm(
+    family: str = "gpt2",
+    *,
+    n_layer: int = 3,
+    n_head: int = 4,
+    n_kv_head: int = 2,
+    n_embd: int = 64,
+    vocab: int = 97,
+    seed: int = 0,
+    **kw,
+) -> PreTrainedModel:
+    """A randomly initialised LM of `family` in eval mode with eager attention; the RoPE families
+    (llama, qwen2, mistral) use grouped-query attention with `n_kv_head` cached heads."""
     torch.manual_seed(seed)
-    config = GPT2Config(
-        n_layer=n_layer,
-        n_head=n_head,
-        n_embd=n_embd,
-        vocab_size=vocab,
-        n_positions=256,
-        bos_token_id=0,
-        eos_token_id=0,
-        **{"attn_implementation": "eager", **kw},
-    )
-    return GPT2LMHeadModel(config).eval()
+    shape = {
+        "num_hidden_layers": n_layer,
+        "num_attention_heads": n_head,
+        "hidden_size": n_embd,
+        "vocab_size": vocab,
+        "max_position_embeddings": 256,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    }
+    if family != "gpt2":
+        shape |= {"intermediate_size": 2 * n_embd, "num_key_value_heads": n_kv_head}
+    config = CONFIGS[family](**shape, **{"attn_implementation": "eager", **kw})
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def random_gpt2(**kw) -> PreTrainedModel:
+    """A randomly initialised GPT-2 LM (`random_lm("gpt2", ...)`)."""
+    return random_lm("gpt2", **kw)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +96,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def gpt2() -> Callable[..., GPT2LMHeadModel]:
+def gpt2() -> Callable[..., PreTrainedModel]:
     """Factory of random GPT-2 LMs: `gpt2(n_layer=3, ...)`."""
     return random_gpt2
+
+
+@pytest.fixture
+def tiny_lm() -> Callable[..., PreTrainedModel]:
+    """Factory of random LMs of any supported family: `tiny_lm("qwen2", n_kv_head=1, ...)`."""
+    return random_lm

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from cachemedicpp.config import PROJECT, resolve
+from cachemedicpp.config import PROJECT, load_run_config, resolve
 
 
 def bench(name):
@@ -49,3 +49,21 @@ def test_train_step_times_steps_against_teacher_forwards(model_dir):
     assert out["ratio_step_to_forward"] == pytest.approx(
         out["train_step_s"] / out["teacher_forward_s"]
     )
+
+
+def test_identity_gate_holds_on_the_zoo_llama_and_fails_on_damage(zoo_test_model):
+    cfg = load_run_config(
+        PROJECT / "configs" / "mve_llama_local.yaml",
+        [
+            f"model.name={zoo_test_model('tiny-llama')}",
+            "data.dataset=local:stories@test",
+            "eval.wikitext2_ppl.dataset=local:stories@test",
+            "repair.protect_layers=[0, 1]",  # the test size has 2 layers
+        ],
+    )
+    gate = bench("identity_gate").measure(cfg, windows=2, decode=6)
+    assert gate["prompt_tokens"] == 122 and gate["decode_steps"] == 6
+    assert gate["max_abs_logit_diff_all"] <= 1e-4
+    damaged = bench("identity_gate").measure(cfg, windows=2, decode=6, eps=0.5)
+    assert damaged["max_abs_logit_diff"]["prefill"] > 1e-2
+    assert damaged["max_abs_logit_diff"]["decode"] > 1e-2

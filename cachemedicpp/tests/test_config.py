@@ -21,7 +21,9 @@ def write(tmp_path: Path, doc: dict, name: str = "c.yaml") -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["mve.yaml", "mve_local.yaml"])
+@pytest.mark.parametrize(
+    "name", ["mve.yaml", "mve_local.yaml", "mve_qwen.yaml", "mve_llama_local.yaml"]
+)
 def test_shipped_configs_resolve_and_inline_the_mixture(name):
     cfg = load_run_config(CONFIGS / name)
     assert cfg["corruption"]["mix"] == load_yaml(CONFIGS / "corruption" / "default_mix.yaml")

@@ -2,9 +2,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache, OPTConfig, OPTForCausalLM
 
 from cachemedicpp.corruption import CorruptionEvent, Params
+from cachemedicpp.families import cache_shape
 from cachemedicpp.intervention import greedy_decode, intervene
 from cachemedicpp.masks import Axes
 from cachemedicpp.patch import check_batch, patch
@@ -12,15 +13,16 @@ from cachemedicpp.repair import RepairOperator
 from labkit.errors import ConfigError
 
 PROTECT = (1, 2)
+FAMILIES = ("gpt2", "llama", "qwen2", "mistral")
 
 
 def repair_for(model, option: str = "A", **kw) -> RepairOperator:
-    c = model.config
+    shape = cache_shape(model.config)
     return RepairOperator(
         option=option,
         layers=PROTECT,
-        n_heads=c.n_head,
-        head_dim=c.n_embd // c.n_head,
+        n_heads=shape.kv_heads,
+        head_dim=shape.head_dim,
         rank=8,
         seed=3,
         **kw,
@@ -44,16 +46,23 @@ def stock_logits(model, ids: torch.Tensor, steps: int) -> list[torch.Tensor]:
     return logits
 
 
+def worst_gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("option", ["A", "B", "C"])
-def test_identity_gate_prefill_and_decode(gpt2, option):
-    model = gpt2()
+def test_identity_gate_prefill_and_decode(tiny_lm, family, option):
+    model = tiny_lm(family)
     ids = torch.randint(0, 97, (1, 48), generator=torch.Generator().manual_seed(0))
     reference = stock_logits(model, ids, steps=6)  # stock eager
     patch(model)
     with intervene(model, gaussian(0.0), repair_for(model, option)):
         patched = stock_logits(model, ids, steps=6)
-    worst = max((a - b).abs().max().item() for a, b in zip(reference, patched, strict=True))
-    assert worst <= 1e-4
+    assert worst_gap(reference, patched) <= 1e-4
+    with intervene(model, gaussian(0.3), repair_for(model, option)):
+        damaged = stock_logits(model, ids, steps=6)
+    assert worst_gap(reference, damaged) > 1e-3, "the gate must see damage when there is some"
 
 
 def randomised(op: RepairOperator) -> RepairOperator:
@@ -64,9 +73,10 @@ def randomised(op: RepairOperator) -> RepairOperator:
     return op
 
 
+@pytest.mark.parametrize("family", ["gpt2", "qwen2"])
 @pytest.mark.parametrize("option", ["A", "B", "C"])
-def test_future_tokens_never_change_earlier_logits(gpt2, option):
-    model = gpt2()
+def test_future_tokens_never_change_earlier_logits(tiny_lm, family, option):
+    model = tiny_lm(family)
     patch(model)
     op = randomised(repair_for(model, option))
     ids = torch.randint(0, 97, (1, 40), generator=torch.Generator().manual_seed(1))
@@ -79,8 +89,9 @@ def test_future_tokens_never_change_earlier_logits(gpt2, option):
     assert not torch.allclose(full, plain, atol=1e-3), "the operator must act"
 
 
-def test_fail_closed_on_batch_size(gpt2):
-    model = gpt2()
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fail_closed_on_batch_size(tiny_lm, family):
+    model = tiny_lm(family)
     patch(model)
     with pytest.raises(ConfigError, match="batch size 1"):
         check_batch(torch.zeros(2, 5, dtype=torch.long))
@@ -101,20 +112,39 @@ def test_fail_closed_on_unsupported_gpt2_settings(gpt2, config, message):
         patch(gpt2(**config))
 
 
-def test_fail_closed_on_non_gpt2_models():
-    llama = LlamaForCausalLM(
-        LlamaConfig(
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral"])
+def test_fail_closed_on_sdpa_in_the_llama_family(tiny_lm, family):
+    with pytest.raises(ConfigError, match="needs eager attention"):
+        patch(tiny_lm(family, attn_implementation="sdpa"))
+
+
+def test_fail_closed_on_unsupported_families():
+    opt = OPTForCausalLM(
+        OPTConfig(
             hidden_size=32,
-            intermediate_size=64,
+            ffn_dim=64,
             num_hidden_layers=1,
             num_attention_heads=2,
-            num_key_value_heads=2,
             vocab_size=50,
+            word_embed_proj_dim=32,
             attn_implementation="eager",
         )
     )
-    with pytest.raises(ConfigError, match="GPT-2-family models only"):
-        patch(llama)
+    with pytest.raises(ConfigError, match="supports GPT-2, Llama, Qwen2 and Mistral"):
+        patch(opt)
+
+
+def test_fail_closed_when_a_read_reaches_the_sliding_window(tiny_lm):
+    model = tiny_lm("mistral", sliding_window=24)
+    patch(model)
+    ids = torch.randint(0, 97, (1, 30), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model(ids[:, :23])  # 23 positions: the window drops nothing yet
+        with pytest.raises(ConfigError, match="sliding_window - 1 = 23"):
+            model(ids[:, :24])
+        out = model(ids[:, :23], use_cache=True)
+        with pytest.raises(ConfigError, match="this read has 24"):
+            model(ids[:, 23:24], past_key_values=out.past_key_values, use_cache=True)
 
 
 def test_interventions_need_a_patched_model_and_do_not_nest(gpt2):

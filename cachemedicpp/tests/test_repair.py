@@ -111,3 +111,36 @@ def test_checkpoint_round_trip():
         a = op.attend(5, q, k, v, causal_mask(), D**-0.5)[0]
         b = again.attend(5, q, k, v, causal_mask(), D**-0.5)[0]
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("option", ["A", "B", "C"])
+@pytest.mark.parametrize("share", [True, False])
+def test_grouped_queries_share_one_repaired_cache_per_kv_head(option, share):
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(
+        1, 2 * H, T, D, generator=g
+    )  # grouped-query attention: 2 query heads per K,V head
+    k, v = (torch.randn(1, H, T, D, generator=g) for _ in range(2))
+    mask = causal_mask()
+
+    def grouped(x: torch.Tensor) -> torch.Tensor:  # what repeat_kv hands the query heads
+        return x.repeat_interleave(2, dim=1)
+
+    at_init, _ = operator(option).attend(3, q, k, v, mask, D**-0.5)
+    assert torch.allclose(at_init, eager(q, grouped(k), grouped(v), mask), atol=1e-6)
+    op = randomise(operator(option, share_across_heads=share))
+    with torch.no_grad():
+        out, weights = op.attend(3, q, k, v, mask, D**-0.5)
+        assert weights.shape == (1, 2 * H, T, T)
+        for i in range(T):
+            rep = op.explicit(3, k, v, q[:, :, i : i + 1])
+            assert rep["K"].shape == k.shape, "one repaired cache per K,V head"
+            row = eager(
+                q[:, :, i : i + 1], grouped(rep["K"]), grouped(rep["V"]), mask[:, :, i : i + 1]
+            )
+            assert torch.allclose(out[:, i : i + 1], row, atol=1e-5), f"query {i}"
+        group_mean = q[:, :, -1:].unflatten(1, (H, 2)).mean(dim=2)
+        assert torch.equal(
+            op.explicit(3, k, v, q[:, :, -1:])["K"], op.explicit(3, k, v, group_mean)["K"]
+        )
+    assert not torch.allclose(out, at_init, atol=1e-3), "the operator must act"

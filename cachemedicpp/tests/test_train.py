@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import OPTConfig, OPTForCausalLM
 
 from cachemedicpp.calibration import search_eps
 from cachemedicpp.config import PROJECT, load_run_config, resolve, schema
@@ -130,25 +130,26 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_fails_closed_before_any_work(model_dir, tmp_path):
-    llama_dir = tmp_path / "llama"
-    LlamaForCausalLM(
-        LlamaConfig(
+    opt_dir = tmp_path / "opt"
+    OPTForCausalLM(
+        OPTConfig(
             hidden_size=32,
-            intermediate_size=64,
+            ffn_dim=64,
             num_hidden_layers=2,
             num_attention_heads=2,
-            num_key_value_heads=2,
             vocab_size=50,
+            word_embed_proj_dim=32,
         )
-    ).save_pretrained(llama_dir)
+    ).save_pretrained(opt_dir)
     cfg = config(model_dir)
-    cfg["model"]["name"] = str(llama_dir)
-    path = tmp_path / "llama.yaml"
+    cfg["model"]["name"] = str(opt_dir)
+    path = tmp_path / "opt.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    done = cli("--config", str(path), "--run_dir", str(tmp_path / "run_llama"))
+    done = cli("--config", str(path), "--run_dir", str(tmp_path / "run_opt"))
     assert done.returncode == 2, done.stderr
-    assert "GPT-2-family models only" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "run_llama").exists()
+    assert "supports GPT-2, Llama, Qwen2 and Mistral" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run_opt").exists()
     done = cli("--config", str(path), "--run_dir", str(tmp_path / "run_bad"), "train.stepz=3")
     assert done.returncode == 2 and "train.stepz" in done.stderr
 
