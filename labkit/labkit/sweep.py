@@ -18,11 +18,20 @@ from typing import Any, NoReturn
 import filelock
 
 from labkit.atomic import atomic_write_json
-from labkit.cli import run_cli
+from labkit.cli import add_executor_flags, run_cli
 from labkit.config import apply_overrides, config_hash, load_yaml, validate
 from labkit.control import PauseControl
 from labkit.errors import ConfigError, Paused, RunExistsError
-from labkit.executors import Executor, RunFn, RunOutcome, RunTask, make_executor, resolve_entry
+from labkit.executors import (
+    Executor,
+    RunFn,
+    RunOutcome,
+    RunTask,
+    executor_schema,
+    executor_spec,
+    make_executor,
+    resolve_entry,
+)
 from labkit.heartbeat import Heartbeat
 from labkit.rundir import utc_now
 
@@ -50,7 +59,7 @@ class SweepPlan:
     name: str
     runs: tuple[RunSpec, ...]
     entry: str | None
-    executor: str
+    executor: str | dict[str, Any]
     workers: int
     spec_hash: str
 
@@ -124,6 +133,7 @@ def plan_sweep(
 ) -> SweepPlan:
     """Validate a sweep document and expand it; every run's overrides are checked here."""
     validate(doc, _sweep_schema(), what=source)
+    validate(doc.get("executor", "local"), executor_schema(), what=f"{source}: executor")
     if "runs" not in doc and "grid" not in doc:
         raise ConfigError(f"{source}: give `runs`, `grid` or both")
     base_dir = Path(base_dir)
@@ -203,6 +213,7 @@ class _Ledger:
                     "wall_s": None,
                     "started_utc": None,
                     "finished_utc": None,
+                    "node": None,
                 }
 
     def count(self, status: str) -> int:
@@ -229,6 +240,7 @@ class _Ledger:
             wall_s=outcome.wall_s,
             started_utc=outcome.started_utc,
             finished_utc=outcome.finished_utc,
+            node=outcome.node,
         )
         return self.write("running")
 
@@ -406,11 +418,13 @@ def main(argv: Sequence[str] | None = None, *, run_fn: str | RunFn | None = None
     )
     parser.add_argument("--workers", type=int, help="override the sweep file's `workers`")
     parser.add_argument("--dry_run", action="store_true", help="print the expanded runs and exit")
+    add_executor_flags(parser)
 
     def run(args: argparse.Namespace) -> int:
         plan = load_sweep(args.sweep_config)
         if args.workers is not None:
             plan = replace(plan, workers=args.workers)
+        plan = replace(plan, executor=executor_spec(args, plan.executor))
         if args.dry_run:
             if run_fn is None and plan.entry is not None:
                 resolve_entry(plan.entry)
