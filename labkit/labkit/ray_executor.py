@@ -51,6 +51,8 @@ def _run_on_node(payload: bytes, sys_path: list[str]) -> RunOutcome:
 class RayExecutor:
     """Runs each task as a Ray task (`resources_per_run` each), retried `max_retries` times if its worker dies.
 
+    Each run gets a fresh worker process unless `fresh_worker` is False (then a worker serves
+    several runs, sparing each run's start-up and imports).
     `address` is "auto" (the cluster `ray start` made on this machine), "local" (a private
     single-machine cluster for this call), or a cluster address ("HOST:6379", "ray://HOST:10001").
     When `should_stop()` turns true no task is launched and every run in flight is asked to pause
@@ -62,6 +64,7 @@ class RayExecutor:
         address: str = "auto",
         resources_per_run: Mapping[str, float] | None = None,
         max_retries: int = 3,
+        fresh_worker: bool = True,
     ):
         resources = dict(resources_per_run or {"CPU": 1, "GPU": 0})
         bad = {k: v for k, v in resources.items() if not isinstance(v, (int, float)) or v < 0}
@@ -77,6 +80,7 @@ class RayExecutor:
         self.address = address
         self.resources = resources
         self.max_retries = max_retries
+        self.fresh_worker = fresh_worker
 
     def _options(self) -> dict[str, Any]:
         custom = {k: v for k, v in self.resources.items() if k not in ("CPU", "GPU") and v}
@@ -138,8 +142,10 @@ class RayExecutor:
         on_start: Callable[[RunTask], None],
         on_done: Callable[[RunOutcome], None],
     ) -> None:
-        # A fresh worker process per run (max_calls=1): no run inherits another's seeds, threads or memory.
-        remote = ray.remote(max_calls=1)(_run_on_node).options(**self._options())
+        # A fresh worker process per run (max_calls=1) as LocalExecutor: no run inherits another's
+        # seeds, threads, caches or memory; fresh_worker=False saves each run's imports instead.
+        calls = 1 if self.fresh_worker else 0
+        remote = ray.remote(max_calls=calls)(_run_on_node).options(**self._options())
         sys_path = list(sys.path)
         in_flight: dict[ray.ObjectRef, tuple[RunTask, str]] = {}
         asked: set[str] = set()  # run dirs this executor wrote a pause request into

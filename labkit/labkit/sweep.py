@@ -34,6 +34,7 @@ from labkit.executors import (
 )
 from labkit.heartbeat import Heartbeat
 from labkit.rundir import utc_now
+from labkit.sweep_view import live_sweep
 
 ConfigCheck = Callable[[dict[str, Any]], None] | Mapping[str, Any] | str | os.PathLike
 # Folders of the sweep directory itself, so no run may take these names.
@@ -430,7 +431,10 @@ def main(argv: Sequence[str] | None = None, *, run_fn: str | RunFn | None = None
                 resolve_entry(plan.entry)
             _print_plan(plan)
             return 0
-        doc = run_sweep(plan, args.out_root, run_fn=run_fn, resume=args.resume, force=args.force)
+        with live_sweep(summary_path(args.out_root, plan.name)):
+            doc = run_sweep(
+                plan, args.out_root, run_fn=run_fn, resume=args.resume, force=args.force
+            )
         counts = doc["counts"]
         where = summary_path(args.out_root, plan.name)
         print(

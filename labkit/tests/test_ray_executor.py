@@ -15,18 +15,23 @@ from pathlib import Path
 import pytest
 import ray
 
+from labkit.cli import run_cli
 from labkit.control import request_pause
 from labkit.errors import ConfigError, Paused
 from labkit.executors import LocalExecutor, RayExecutor, make_executor
 from labkit.jsonl import read_jsonl
 from labkit.selfcheck import DEFAULT_CONFIG, sweep_run
 from labkit.sweep import main, plan_sweep, run_sweep
+from labkit.watch import build_parser
+from labkit.watch import main as watch_main
 
 HERE = Path(__file__).resolve().parent
 OUTPUTS = ("weights.safetensors", "metrics.json", "logs/loss.jsonl")
 TIMING = ("updated_utc", "wall_s", "started_utc", "finished_utc")
 # Slow enough to be hit mid-run: 40 steps of 50 ms, a checkpoint every 5.
 SLOW = ["train.steps=40", "train.checkpoint_every=5"]
+# Long enough (20 s) that a loaded machine starting its second worker late still finds the first running.
+LONG = ["train.steps=400", "train.checkpoint_every=5"]
 
 
 def slow_run(name: str, config: dict, run_dir: Path) -> dict:
@@ -134,6 +139,9 @@ def test_executor_block_and_flags_choose_the_executor():
     built = make_executor(plan("labkit.selfcheck:sweep_run", executor=ray_block).executor)
     assert isinstance(built, RayExecutor)
     assert (built.address, built.resources, built.max_retries) == ("local", {"CPU": 2, "GPU": 0}, 3)
+    assert (
+        built.fresh_worker and not make_executor({**ray_block, "fresh_worker": False}).fresh_worker
+    )
     local = make_executor(
         plan("labkit.selfcheck:sweep_run", executor="local", workers=2).executor, 2
     )
@@ -149,7 +157,7 @@ def test_ray_address_without_ray_executor_exits_2(tmp_path, capsys):
     assert "--ray_address needs --executor ray" in capsys.readouterr().err
 
 
-def test_ray_summary_equals_the_local_one_apart_from_timing_and_host(cluster, tmp_path):
+def test_ray_summary_equals_the_local_one_apart_from_timing_and_host(cluster, tmp_path, capsys):
     p = plan("labkit.selfcheck:sweep_run")
     local = run_sweep(p, tmp_path / "local", executor=LocalExecutor(1))
     on_ray = run_sweep(p, tmp_path / "ray", executor=RayExecutor(max_retries=1))
@@ -164,6 +172,13 @@ def test_ray_summary_equals_the_local_one_apart_from_timing_and_host(cluster, tm
         run_dir = tmp_path / "ray" / "s" / run["name"]
         assert record(run_dir)["phases"]["train"]["hostname"] == run["node"]["hostname"]
         assert digests(run_dir) == digests(tmp_path / "local" / "s" / run["name"])
+    # labkit.watch on the out root: one line per run, with the node that ran it.
+    with pytest.raises(SystemExit):
+        run_cli(build_parser(), watch_main, ["--run_dir", str(tmp_path / "ray")])
+    out = capsys.readouterr().out
+    for run in on_ray["runs"]:
+        line = next(row for row in out.splitlines() if row.lstrip().startswith(run["name"]))
+        assert "complete" in line and "60/60" in line and run["node"]["node_ip"] in line
 
 
 def victim_plan():
@@ -225,7 +240,11 @@ def test_exception_in_a_run_is_a_failed_run_with_traceback_and_exit_1(cluster, t
     with pytest.raises(SystemExit) as exit_info:
         main(["--sweep_config", str(sweep), "--out_root", str(out), "--executor", "ray"])
     assert exit_info.value.code == 1
-    assert "1 runs failed" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "1 runs failed" in printed.err
+    # The sweep's line per run (printed once at the end when not on a terminal).
+    line = next(row for row in printed.out.splitlines() if row.lstrip().startswith("bad"))
+    assert "failed" in line and "ValueError: boom" in line
     bad = json.loads((out / "f_summary.json").read_text())["runs"][0]
     assert bad["status"] == "failed" and bad["error"] == "ValueError: boom in bad"
     assert "failing_run" in bad["traceback"] and bad["node"]["node_id"]
@@ -237,7 +256,7 @@ def test_sweep_pause_reaches_running_tasks_and_rerun_resumes(cluster, tmp_path):
             "sweep_name": "p",
             "base_config": DEFAULT_CONFIG,
             "entry": "test_ray_executor:slow_run",
-            "runs": [{"name": f"r{s}", "overrides": [*SLOW, f"seed={s}"]} for s in (0, 1)],
+            "runs": [{"name": f"r{s}", "overrides": [*LONG, f"seed={s}"]} for s in (0, 1)],
         }
     )
     out = tmp_path / "ray"
@@ -252,8 +271,9 @@ def test_sweep_pause_reaches_running_tasks_and_rerun_resumes(cluster, tmp_path):
     assert [r["status"] for r in paused["runs"]] == ["paused", "paused"]
     for run_dir in runs:
         assert record(run_dir)["phases"]["train"]["status"] == "paused"
-        assert heartbeat(run_dir)["step"] < 40
-    done = run_sweep(p, out, executor=RayExecutor())
+        assert heartbeat(run_dir)["step"] < 400
+    # The rerun resumes them; without the pauses between steps, so it is quick.
+    done = run_sweep(p, out, run_fn="labkit.selfcheck:sweep_run", executor=RayExecutor())
     assert done["status"] == "complete"
     for run_dir in runs:
         assert record(run_dir)["phases"]["train"]["attempts"] == 2
