@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ray
-import torch
-
-from labkit.executors import Executor, LocalExecutor, RayExecutor
-from labkit.selfcheck import DEFAULT_CONFIG
+from labkit.executors import Executor, LocalExecutor
 from labkit.sweep import SweepPlan, plan_sweep, run_sweep
+
+# Every worker imports this module to find `empty_run`, so torch, ray and the self-check (which
+# imports torch) are imported inside the functions that need them: an empty run stays empty.
 
 EMPTY_ENTRY = "bench_executors:empty_run"
 
@@ -43,6 +42,8 @@ def empty_run(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any
 
 def make_plan(name: str, runs: int, steps: int, entry: str) -> SweepPlan:
     """`runs` self-check runs of `steps` steps (seeds 0..runs-1) with the given run function."""
+    from labkit.selfcheck import DEFAULT_CONFIG
+
     return plan_sweep(
         {
             "sweep_name": name,
@@ -68,6 +69,8 @@ def timed_sweep(plan: SweepPlan, executor: Executor, out_root: Path) -> float:
 
 def bare_ray_round_trip(n: int) -> float:
     """Mean seconds of `ray.get(f.remote())` for an empty task on a warm worker."""
+    import ray
+
     noop = ray.remote(num_cpus=1)(lambda: None)
     ray.get(noop.remote())  # start a worker
     t0 = time.perf_counter()
@@ -86,6 +89,11 @@ def main() -> None:
     p.add_argument("--empty_runs", type=int, default=8, help="empty runs for the overhead probe")
     p.add_argument("--json", help="also write the figures to this JSON file")
     args = p.parse_args()
+    import ray
+    import torch
+
+    from labkit.executors import RayExecutor
+
     # One thread per run, here and in every worker (spawned processes and the Ray cluster
     # started below inherit the environment).
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ray_address",
         help="with --executor ray: auto (the cluster `ray start` made here, default), "
-        "local (a private one for this command), or HOST:6379 / ray://HOST:10001",
+        "local (a private one for this command), or HEAD_HOST:6379 of a cluster this machine is part of",
     )
 
 

@@ -54,7 +54,8 @@ class RayExecutor:
     Each run gets a fresh worker process unless `fresh_worker` is False (then a worker serves
     several runs, sparing each run's start-up and imports).
     `address` is "auto" (the cluster `ray start` made on this machine), "local" (a private
-    single-machine cluster for this call), or a cluster address ("HOST:6379", "ray://HOST:10001").
+    single-machine cluster for this call), or the head of a cluster this machine belongs to
+    ("HEAD_HOST:6379"; Ray Client `ray://` addresses need the ray[client] extra, not installed).
     When `should_stop()` turns true no task is launched and every run in flight is asked to pause
     (`control/pause.request` in its run directory); the runs still in flight are waited for.
     """
