@@ -113,7 +113,8 @@ class RayExecutor:
         except ConnectionError as exc:
             raise ConfigError(
                 f"cannot reach a Ray cluster at {self.address!r} ({exc}); start one with "
-                "`ray start --head` or give --ray_address HOST:6379"
+                "`ray start --head`, or give --ray_address HEAD_HOST:PORT with RAY_AUTH_MODE=token "
+                "and the head's ~/.ray/auth_token on this machine"
             ) from None
         try:
             yield

@@ -347,6 +347,8 @@ def _execute(
         if ledger.runs[r.name]["status"] != "complete"
     ]
     ledger.write("running")
+    # So that `touch <sweep>/control/pause.request` works from any shell that sees the folder.
+    (sweep_dir / "control").mkdir(parents=True, exist_ok=True)
     heartbeat = Heartbeat(sweep_dir, "sweep", total=len(plan.runs), step=ledger.finished())
     # Checked only between runs, which are long: every check should look at the file.
     pause = PauseControl(sweep_dir, "sweep", heartbeat=heartbeat, min_interval_s=0)
