@@ -13,6 +13,20 @@ from labkit.errors import EXIT_FAILURE, EXIT_OK, LabkitError, Paused
 EXIT_INTERRUPTED = 130
 
 
+def add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    """Add `--executor local|ray` and `--ray_address ADDR`; labkit.executors.executor_spec reads them."""
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where runs execute (default: as the config says): local processes or a Ray cluster",
+    )
+    parser.add_argument(
+        "--ray_address",
+        help="with --executor ray: auto (the cluster `ray start` made here, default), "
+        "local (a private one for this command), or HEAD_HOST:6379 of a cluster this machine is part of",
+    )
+
+
 def run_cli(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], int | None],

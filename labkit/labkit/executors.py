@@ -1,10 +1,13 @@
-"""Executors run a sweep's runs: in this process, in local worker processes, or (later) elsewhere."""
+"""Executors run a sweep's runs: in this process, in local worker processes, or on a Ray cluster."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
 import multiprocessing
 import pickle
+import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from labkit.config import validate
 from labkit.errors import ConfigError, Paused
 from labkit.heartbeat import jsonable
 from labkit.rundir import utc_now
@@ -33,7 +37,10 @@ class RunTask:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """How a run ended: status complete, failed or paused, with its result or its error."""
+    """How a run ended: status complete, failed or paused, with its result or its error.
+
+    `node` names where it ran (`hostname`; a Ray run adds `node_ip`, `node_id` and `pid`).
+    """
 
     name: str
     status: str
@@ -43,6 +50,7 @@ class RunOutcome:
     wall_s: float
     started_utc: str
     finished_utc: str
+    node: dict[str, Any] | None = None
 
 
 def resolve_entry(entry: str | RunFn) -> RunFn:
@@ -62,7 +70,8 @@ def resolve_entry(entry: str | RunFn) -> RunFn:
     return fn
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, the one-line form of an error in outcomes and ledgers."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
@@ -79,12 +88,24 @@ def execute_run(task: RunTask) -> RunOutcome:
             raise TypeError(f"run function returned {type(out).__name__}, not a dict")
         result = jsonable(dict(out), "result")
     except Paused as exc:
-        status, error = "paused", _error_line(exc)
+        status, error = "paused", error_line(exc)
     # SystemExit too: a run function that ends in sys.exit must not take the whole sweep down.
     except (Exception, SystemExit) as exc:
-        status, error, tb = "failed", _error_line(exc), traceback.format_exc()
+        status, error, tb = "failed", error_line(exc), traceback.format_exc()
     wall = round(time.perf_counter() - t0, 3)
-    return RunOutcome(task.name, status, result, error, tb, wall, started, utc_now())
+    node = {"hostname": socket.gethostname()}
+    return RunOutcome(task.name, status, result, error, tb, wall, started, utc_now(), node)
+
+
+def check_picklable(task: RunTask, where: str) -> None:
+    """Refuse, before any run starts, a task that cannot travel to `where` (another process)."""
+    try:
+        pickle.dumps(task)
+    except Exception as exc:
+        raise ConfigError(
+            f"run {task.name!r} cannot be sent to {where} ({error_line(exc)}); "
+            "name the run function by 'package.module:function' or define it at module level"
+        ) from None
 
 
 class Executor(Protocol):
@@ -130,13 +151,7 @@ class LocalExecutor:
                 on_done(execute_run(task))
             return
         for task in tasks:
-            try:
-                pickle.dumps(task)
-            except Exception as exc:
-                raise ConfigError(
-                    f"run {task.name!r} cannot be sent to a worker process ({_error_line(exc)}); "
-                    "name the run function by 'package.module:function' or define it at module level"
-                ) from None
+            check_picklable(task, "a worker process")
         self._run_pool(list(tasks), should_stop, on_start, on_done)
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -184,11 +199,52 @@ class LocalExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+def _ray_executor(**options: Any) -> Executor:
+    # Imported here so that nothing imports ray unless a sweep or command chose it.
+    from labkit.ray_executor import RayExecutor
+
+    return RayExecutor(**options)
 
 
-def make_executor(kind: str, workers: int = 1) -> Executor:
-    """Build the executor a sweep file names (`executor: local`, `workers: N`)."""
-    if kind not in EXECUTORS:
-        raise ConfigError(f"unknown executor {kind!r}; known: {', '.join(EXECUTORS)}")
-    return EXECUTORS[kind](workers=workers)
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": _ray_executor}
+
+
+def executor_schema() -> dict[str, Any]:
+    """The JSON Schema of an `executor:` value: `local`, `ray`, or a block with `kind` and options."""
+    path = Path(__file__).parent / "schemas" / "executor.schema.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def make_executor(spec: str | Mapping[str, Any], workers: int = 1) -> Executor:
+    """Build the executor a sweep file names: `executor: local` (+ `workers: N`) or a block
+    `{kind: ray, address: auto, resources_per_run: {CPU: 1, GPU: 0}, max_retries: 3}`."""
+    validate(spec, executor_schema(), what="executor")
+    options = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    kind = options.pop("kind")
+    if kind == "local":
+        options.setdefault("workers", workers)
+    return EXECUTORS[kind](**options)
+
+
+def executor_spec(args: argparse.Namespace, default: str | Mapping[str, Any] = "local") -> Any:
+    """The executor block a command line asks for (labkit.cli.add_executor_flags) over `default`."""
+    if args.executor is None and args.ray_address is None:
+        return default
+    base = {"kind": default} if isinstance(default, str) else dict(default)
+    kind = args.executor or base["kind"]
+    if kind != base["kind"]:
+        base = {"kind": kind}
+    if args.ray_address is not None:
+        if kind != "ray":
+            raise ConfigError("--ray_address needs --executor ray")
+        base["address"] = args.ray_address
+    return base
+
+
+def __getattr__(name: str) -> Any:
+    """`labkit.executors.RayExecutor` is imported (with ray) on first use only."""
+    if name == "RayExecutor":
+        from labkit.ray_executor import RayExecutor
+
+        return RayExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

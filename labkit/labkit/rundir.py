@@ -195,6 +195,8 @@ class RunDir:
             "attempts": (old["attempts"] + 1) if old else 1,
             "restarted": restarted,
             "command": list(command if command is not None else sys.argv),
+            # Where this attempt runs: a resumed phase may continue on another machine of a cluster.
+            "hostname": socket.gethostname(),
         }
         self.record["status"] = "started"
         self._save()

@@ -252,6 +252,19 @@ def run_once(
     return run
 
 
+def sweep_run(
+    name: str, config: dict[str, Any], run_dir: Path, *, step_sleep: float = 0.0
+) -> dict[str, Any]:
+    """A sweep's run function (`labkit.selfcheck:sweep_run`): train `config` in `run_dir`, resuming it."""
+    validate(config, SCHEMA, what=f"selfcheck sweep run {name}")
+    flags = seed_everything(config["seed"])
+    run = RunDir.create(
+        run_dir, config, phase=PHASE, resume=True, seeds={"seed": config["seed"]}, determinism=flags
+    )
+    with run.running():
+        return train(run, config, step_sleep=step_sleep)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the self-check job (the full pause/resume demo on a fresh run without --pause_at)."""
     if min(args.pause_at or 0, args.step_sleep, args.heartbeat_s) < 0:

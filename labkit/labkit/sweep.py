@@ -18,13 +18,23 @@ from typing import Any, NoReturn
 import filelock
 
 from labkit.atomic import atomic_write_json
-from labkit.cli import run_cli
+from labkit.cli import add_executor_flags, run_cli
 from labkit.config import apply_overrides, config_hash, load_yaml, validate
 from labkit.control import PauseControl
 from labkit.errors import ConfigError, Paused, RunExistsError
-from labkit.executors import Executor, RunFn, RunOutcome, RunTask, make_executor, resolve_entry
+from labkit.executors import (
+    Executor,
+    RunFn,
+    RunOutcome,
+    RunTask,
+    executor_schema,
+    executor_spec,
+    make_executor,
+    resolve_entry,
+)
 from labkit.heartbeat import Heartbeat
 from labkit.rundir import utc_now
+from labkit.sweep_view import live_sweep
 
 ConfigCheck = Callable[[dict[str, Any]], None] | Mapping[str, Any] | str | os.PathLike
 # Folders of the sweep directory itself, so no run may take these names.
@@ -50,7 +60,7 @@ class SweepPlan:
     name: str
     runs: tuple[RunSpec, ...]
     entry: str | None
-    executor: str
+    executor: str | dict[str, Any]
     workers: int
     spec_hash: str
 
@@ -124,6 +134,7 @@ def plan_sweep(
 ) -> SweepPlan:
     """Validate a sweep document and expand it; every run's overrides are checked here."""
     validate(doc, _sweep_schema(), what=source)
+    validate(doc.get("executor", "local"), executor_schema(), what=f"{source}: executor")
     if "runs" not in doc and "grid" not in doc:
         raise ConfigError(f"{source}: give `runs`, `grid` or both")
     base_dir = Path(base_dir)
@@ -203,6 +214,7 @@ class _Ledger:
                     "wall_s": None,
                     "started_utc": None,
                     "finished_utc": None,
+                    "node": None,
                 }
 
     def count(self, status: str) -> int:
@@ -229,6 +241,7 @@ class _Ledger:
             wall_s=outcome.wall_s,
             started_utc=outcome.started_utc,
             finished_utc=outcome.finished_utc,
+            node=outcome.node,
         )
         return self.write("running")
 
@@ -334,6 +347,8 @@ def _execute(
         if ledger.runs[r.name]["status"] != "complete"
     ]
     ledger.write("running")
+    # So that `touch <sweep>/control/pause.request` works from any shell that sees the folder.
+    (sweep_dir / "control").mkdir(parents=True, exist_ok=True)
     heartbeat = Heartbeat(sweep_dir, "sweep", total=len(plan.runs), step=ledger.finished())
     # Checked only between runs, which are long: every check should look at the file.
     pause = PauseControl(sweep_dir, "sweep", heartbeat=heartbeat, min_interval_s=0)
@@ -406,17 +421,22 @@ def main(argv: Sequence[str] | None = None, *, run_fn: str | RunFn | None = None
     )
     parser.add_argument("--workers", type=int, help="override the sweep file's `workers`")
     parser.add_argument("--dry_run", action="store_true", help="print the expanded runs and exit")
+    add_executor_flags(parser)
 
     def run(args: argparse.Namespace) -> int:
         plan = load_sweep(args.sweep_config)
         if args.workers is not None:
             plan = replace(plan, workers=args.workers)
+        plan = replace(plan, executor=executor_spec(args, plan.executor))
         if args.dry_run:
             if run_fn is None and plan.entry is not None:
                 resolve_entry(plan.entry)
             _print_plan(plan)
             return 0
-        doc = run_sweep(plan, args.out_root, run_fn=run_fn, resume=args.resume, force=args.force)
+        with live_sweep(summary_path(args.out_root, plan.name)):
+            doc = run_sweep(
+                plan, args.out_root, run_fn=run_fn, resume=args.resume, force=args.force
+            )
         counts = doc["counts"]
         where = summary_path(args.out_root, plan.name)
         print(

@@ -1,4 +1,4 @@
-"""Terminal dashboard over a run's heartbeats: `python -m labkit.watch --run_dir D [--follow]`."""
+"""Terminal dashboard over a run's heartbeats (or a sweep's runs): `python -m labkit.watch --run_dir D [--follow]`."""
 
 from __future__ import annotations
 
@@ -164,15 +164,32 @@ def _fingerprint(views: list[PhaseView]) -> tuple:
 
 def main(args: argparse.Namespace) -> int:
     """Show the heartbeats once, or follow them until interrupted or every phase is terminal."""
+    # Imported here: labkit.sweep_view builds on this module's readers.
+    from labkit.sweep_view import render_sweep, sweep_summaries, sweeps_terminal
+
     if args.interval <= 0 or args.stale_after <= 0:
         raise ConfigError("--interval and --stale_after must be positive")
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise MissingInputError(f"run directory not found: {run_dir}")
     console = Console()
+    # A sweep's out root (or sweep folder) also gets one line per run of each sweep in it.
+    summaries = sweep_summaries(run_dir)
     views = read_phases(run_dir)
+
+    def draw() -> Group:
+        own = [render(run_dir, views, args.stale_after)] if views or not summaries else []
+        return Group(*own, *(render_sweep(s) for s in summaries))
+
+    def fingerprint() -> tuple:
+        stamps = tuple(s.stat().st_mtime_ns if s.exists() else None for s in summaries)
+        return _fingerprint(views), stamps
+
+    def finished() -> bool:
+        return all_terminal(views) if views else bool(summaries) and sweeps_terminal(summaries)
+
     if not args.follow:
-        console.print(render(run_dir, views, args.stale_after))
+        console.print(draw())
         return 0
     # A terminal gets a live view; a pipe or file gets a new block each time something changes.
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
@@ -180,11 +197,11 @@ def main(args: argparse.Namespace) -> int:
     with live or contextlib.nullcontext():
         while True:
             if live is not None:
-                live.update(render(run_dir, views, args.stale_after), refresh=True)
-            elif _fingerprint(views) != seen:
-                seen = _fingerprint(views)
-                console.print(render(run_dir, views, args.stale_after))
-            if args.stop_on_terminal and all_terminal(views):
+                live.update(draw(), refresh=True)
+            elif fingerprint() != seen:
+                seen = fingerprint()
+                console.print(draw())
+            if args.stop_on_terminal and finished():
                 return 0
             time.sleep(args.interval)
             views = read_phases(run_dir)
@@ -193,7 +210,11 @@ def main(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m labkit.watch`."""
     p = argparse.ArgumentParser(prog="labkit.watch", description=__doc__.splitlines()[0])
-    p.add_argument("--run_dir", required=True, help="run directory to watch")
+    p.add_argument(
+        "--run_dir",
+        required=True,
+        help="run directory to watch; a sweep's out root or sweep folder shows a line per run",
+    )
     p.add_argument("--follow", action="store_true", help="keep refreshing until interrupted")
     p.add_argument(
         "--stop_on_terminal",
