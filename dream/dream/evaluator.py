@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from dream.actuators import Actuation
+from dream.actuators import Actuation, WriteRefused
 from dream.candidate_pack import STAGES, CandidatePack, RegimeResult, write_pack
 from dream.config import REGIMES, DreamConfig, ExecutionPolicy
 from dream.domains import DOMAINS, KPIS, genome_spec, require_available
 from dream.genome import GenomeSpec
-from dream.host import HostInfo, block_device, code_hash
+from dream.host import HostInfo, block_device, code_hash, host_identity
 from dream.runner import TrialOutcome, run_trial
 from dream.scoring import CapVerdict, aggregate, check_caps
 from dream.sensors import Sensors
@@ -187,7 +187,14 @@ def measure_regime(
     d, r = DOMAINS.index(domain), REGIMES.index(regime)
 
     def trial_fn(i: int) -> TrialOutcome:
-        actuation.apply(spec, genome)
+        t0 = time.perf_counter()
+        try:
+            actuation.apply(spec, genome)
+        except WriteRefused as exc:
+            # Only this genome's trial fails: apply restored what it wrote, the run goes on.
+            return TrialOutcome(
+                i, False, 1, time.perf_counter() - t0, reason=f"write refused: {exc}"
+            )
         try:
             return run_trial(
                 lambda wd: build_command(
@@ -261,7 +268,7 @@ def summarise_regime(
         )
     peaks = {}
     for name in caps:
-        seen = [o.metrics[name] for o in ok if o.metrics.get(name) is not None]
+        seen = [o.metrics[name] for o in series.outcomes if o.metrics.get(name) is not None]
         peaks[name] = max(seen) if seen else None
     return RegimeResult(
         regime=regime,
@@ -283,6 +290,7 @@ def summarise_regime(
         failed_trials=[o.failure_record() for o in series.failed],
         peaks=peaks,
         trial_seconds=[round(o.elapsed_s, 3) for o in series.outcomes],
+        notes=sorted({n for o in series.outcomes for n in o.notes}),
     )
 
 
@@ -366,6 +374,8 @@ def pack_candidate(
         artifacts={"pack": rel},
         code_sha256=ctx.code_sha256,
         created_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        host=host_identity(),
+        measurement_notes=sorted({n for r in results for n in r.notes}),
     )
     write_pack(pack, ctx.out_root / rel)
     return pack

@@ -50,11 +50,12 @@ def check_caps(
     *,
     max_trial_failures: int,
 ) -> CapVerdict:
-    """A cap is violated when any successful trial exceeds it; unmeasured caps are listed, not passed."""
+    """A cap is violated when any trial, failed ones included, exceeds it; unmeasured caps are listed."""
     verdict = CapVerdict(dict(caps), max_trial_failures=max_trial_failures)
-    ok = [o for runs in outcomes.values() for o in runs if o.ok]
+    every = [o for runs in outcomes.values() for o in runs]
+    ok = [o for o in every if o.ok]
     for name, limit in caps.items():
-        values = [o.metrics.get(name) for o in ok]
+        values = [o.metrics.get(name) for o in every]
         seen = [v for v in values if v is not None]
         if not seen:
             reasons = [o.reasons.get(name) for o in ok if o.reasons.get(name)]

@@ -3,12 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dream.config import DreamConfig, load_config
 from dream.host import HostInfo
 from dream.runner import TrialOutcome
+
+
+@pytest.fixture
+def refuse_write(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], None]:
+    """`refuse_write(name, text)`: writing `text` to any file called `name` fails as a kernel refusal."""
+    real_write = Path.write_text
+
+    def arm(name: str, text: str) -> None:
+        def refuse(self: Path, value: str, *a: Any, **kw: Any) -> int:
+            if self.name == name and value == text:
+                raise PermissionError("Operation not permitted")
+            return real_write(self, value, *a, **kw)
+
+        monkeypatch.setattr(Path, "write_text", refuse)
+
+    return arm
+
+
+@pytest.fixture
+def sysfs(tmp_path) -> Path:
+    """A fake root with a block queue (vda) and vm sysctls at their code defaults."""
+    root = tmp_path / "root"
+    queue = root / "sys/block/vda/queue"
+    queue.mkdir(parents=True)
+    (queue / "scheduler").write_text("none [mq-deadline] kyber bfq\n")
+    (queue / "read_ahead_kb").write_text("128\n")
+    vm = root / "proc/sys/vm"
+    vm.mkdir(parents=True)
+    (vm / "dirty_ratio").write_text("20\n")
+    (vm / "dirty_background_ratio").write_text("10\n")
+    return root
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
 def test_the_seven_phase2_acceptance_checks(run):
     packs = _packs(run)
     # (1) schema
-    assert {p["schema"] for p in packs.values()} == {"candidate_pack.v2"}
+    assert {p["schema"] for p in packs.values()} == {"candidate_pack.v3"}
     # (2) baselines for all four regimes
     baselines = json.loads((run.artifacts / "baselines.json").read_text())
     assert sorted(baselines["cpu"]) == sorted(REGIMES)

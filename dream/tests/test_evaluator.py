@@ -40,6 +40,7 @@ def test_failed_trials_are_excluded_and_counted_never_zero(ctx, outcome):
         "trial": 3,
         "attempts": 2,
         "reason": "stress-ng exited with status 1: x",
+        "sensors": {},
     }
     assert (result.trials, result.trials_ok) == (10, 8)
 

@@ -63,7 +63,7 @@ def test_a_crash_is_a_failed_trial_after_its_retries(tmp_path):
     assert not out.ok and out.metrics == {}
     assert out.attempts == 2
     assert out.reason == "script exited with status 3: boom"
-    assert out.failure_record() == {"trial": 4, "attempts": 2, "reason": out.reason}
+    assert out.failure_record() == {"trial": 4, "attempts": 2, "reason": out.reason, "sensors": {}}
 
 
 def test_garbage_output_is_a_failed_trial(tmp_path):
