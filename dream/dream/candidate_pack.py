@@ -16,7 +16,7 @@ from labkit.errors import MissingInputError, SchemaError
 PACK_SCHEMA = "candidate_pack.v3"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "candidate_pack.v3.schema.json"
 STAGES = ("screen", "full")
-SCORE_STATUSES = ("ok", "unsafe", "insufficient", "no_baseline")
+SCORE_STATUSES = ("ok", "unsafe", "insufficient")
 
 
 @dataclass
@@ -43,6 +43,14 @@ class RegimeResult:
     peaks: dict[str, float | None]  # worst value of each capped quantity over all trials
     trial_seconds: list[float]  # wall time of every trial, failed ones and retries included
     notes: list[str]  # where trials departed from the regime's definition (fio without O_DIRECT)
+    stock_kpis: dict[str, list[float] | None]  # the paired stock trials' perf, p95_ms, watts
+    blocks: list[dict[str, Any]]  # ABBA blocks: order, candidate/stock trial index, valid
+    blocks_valid: int
+    sequence: list[dict[str, Any]]  # every trial in run order (warm-ups too), with host readings
+    paired: dict[str, dict[str, Any] | None]  # per KPI: per-block log ratios, ratio, CI, p-values
+    affected: bool | None  # does a gene the candidate moved act on this regime (None: a baseline)
+    gain: bool | None  # significant paired perf gain
+    noninferior: bool | None  # every regression guard holds
 
 
 @dataclass

@@ -46,6 +46,9 @@ class TrialOutcome:
     reasons: dict[str, str] = field(default_factory=dict)  # why a metric is None
     reason: str | None = None  # why the trial failed
     notes: list[str] = field(default_factory=list)  # how the workload deviated from its definition
+    # Host readings over the trial (conditions.HostMeter); not a KPI, never in a statistic.
+    conditions: dict[str, float] = field(default_factory=dict)
+    invalid: bool = False  # the host was not quiet: neither a result nor a failure of the genome
 
     def failure_record(self) -> dict[str, object]:
         """The pack's `failed_trials` entry."""

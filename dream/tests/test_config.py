@@ -70,7 +70,7 @@ def test_unknown_keys_and_kpis_fail_at_load(tmp_path):
 def test_bad_profile_allowlist_and_trial_bounds_fail(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
         load_config(profile="fast")
-    with pytest.raises(ConfigError, match="min_trials 6 exceeds trials 5"):
+    with pytest.raises(ConfigError, match="min_trials 6 exceeds trials 3"):
         load_config(overrides=["regimes.profiles.local.execution.min_trials=6"])
     caps = yaml.safe_load(DEFAULT_CAPS.read_text())
     caps["real_allowlist"] = ["cpu.thread_count"]

@@ -102,10 +102,14 @@ def test_the_seven_phase2_acceptance_checks(run):
         assert lo <= hi
     assert full["regimes"][0]["ci95"]["watts"] is None
     assert full["regimes"][0]["unavailable"]["watts"].startswith("no RAPL")
-    # (4) one delta per successful trial
+    # (4) one paired delta per valid ABBA block; the run order in the pack interleaves A and B
     for pack in packs.values():
         for r in pack["regimes"]:
-            assert len(r["delta"]["perf"]) == r["trials_ok"] >= 3
+            assert len(r["delta"]["perf"]) == r["blocks_valid"] >= 2
+    for r in full["regimes"]:
+        assert [b["order"] for b in r["blocks"]] == ["AB", "BA", "AB"]
+        roles = [e["role"][0] for e in r["sequence"] if not e["warmup"]]
+        assert "".join(roles) == "cssccs"  # candidate, stock, stock, candidate, ...
     # (5) a finite aggregate score when safe (null only with the reason in score_status)
     for pack in packs.values():
         score, status = pack["aggregate"]["score_v2"], pack["aggregate"]["score_status"]

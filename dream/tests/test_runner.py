@@ -170,7 +170,7 @@ def test_stress_ng_command_carries_genes_and_measurement_flags(tmp_path):
     assert text.startswith(
         "stress-ng --cpu 1 --cpu-method matrixprod --vm 1 --vm-bytes 10% --vm-madvise hugepage"
     )
-    assert "--timeout 2s --metrics --yaml" in text and "--seed 9 --taskset 0,1" in text
+    assert "--timeout 1s --metrics --yaml" in text and "--seed 9 --taskset 0,1" in text
     fio = build_command(
         cfg,
         "storage",
