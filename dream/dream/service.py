@@ -149,11 +149,15 @@ def evolve_generation(
 
     cands = {c.cand_id: c for c in engine.ask(generation)}
     packs = {cid: evaluate(c, first) for cid, c in cands.items()}
+    # The search study learns from the screen (one regime, every candidate alike); the finalists'
+    # full evaluations go to the full-evaluation study. A candidate told before a kill stays told.
+    for cid, c in cands.items():
+        engine.tell(c, packs[cid])
     if screen_on:
         for cid in finalists(packs, top_k):
             packs[cid] = evaluate(cands[cid], "full")
-    for cid, c in cands.items():
-        engine.tell(c, packs[cid])
+    for cid in (cid for cid, p in packs.items() if p["stage"] == "full"):
+        engine.record_full(cands[cid], packs[cid])
     drift = check_drift(ctx, domain, generation, baselines["normal"])
     if drift is not None and drift["drift"]:
         approvals.pause(domain, {"reason": "baseline_drift", **drift})

@@ -80,7 +80,7 @@ def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
     for t in live:
         old = trials[t.user_attrs["resumed_from"]]
         assert old.state.name == "FAIL" and old.params == t.params
-        assert t.user_attrs["stage"] == packs[t.user_attrs["cand_id"]]["stage"]
+        assert t.user_attrs["stage"] == "screen"  # the search study learns from screens only
     assert len(read_telemetry(run.artifacts, "cpu")) == 1
     assert not any((run.out / "scratch").iterdir())
 

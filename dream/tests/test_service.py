@@ -50,9 +50,14 @@ def test_each_generation_screens_all_runs_top_k_full_and_tells_the_study(ctx, sy
     )
     trials = engine.study.get_trials()
     assert len(trials) == 8 and all(t.state.is_finished() for t in trials)
-    assert {t.user_attrs["cand_id"]: t.user_attrs["stage"] for t in trials} == {
-        k: p["stage"] for k, p in packs.items()
-    }
+    # The search study holds every candidate's screen; the full study only the finalists' fresh trials.
+    assert {t.user_attrs["stage"] for t in trials} == {"screen"}
+    full_trials = engine.full_study.get_trials()
+    assert sorted(t.user_attrs["cand_id"] for t in full_trials) == sorted(
+        k for k, p in packs.items() if p["stage"] == "full"
+    )
+    assert all(t.params == trials[i].params for t in full_trials for i in range(len(trials))
+               if trials[i].user_attrs["cand_id"] == t.user_attrs["cand_id"])  # fmt: skip
     beat = json.loads((ctx.artifacts / "logs/service_heartbeat.json").read_text())
     assert beat["status"] == "complete" and beat["step"] == beat["total"] == 2
 
