@@ -12,15 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from dream.genome import Gene, GenomeSpec, Setting
+from dream.host import HostInfo
 from labkit.atomic import atomic_write_json
-from labkit.errors import LabkitError
+from labkit.errors import ConfigError, LabkitError
 
 ROLLBACK_SCHEMA = "dream_rollback.v1"
 MODES = ("shadow", "real")
 
 
 class ActuationError(LabkitError):
-    """A real setting could not be written or restored."""
+    """A real setting could not be restored, or a rollback record cannot be read."""
+
+
+class WriteRefused(ActuationError):
+    """The kernel refused a write; everything written before it was restored."""
+
+
+class RollbackRefused(ConfigError):
+    """A rollback record this actuation may not replay (shadow mode or a path off the allowlist)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,23 @@ def setting_text(g: Gene, value: float) -> str:
     if s.encode == "onoff":
         return "on" if value else "off"
     return str(round(value * s.scale))
+
+
+def setting_value(g: Gene, text: str) -> float:
+    """The gene value a setting's text stands for (inverse of `setting_text`)."""
+    s = g.setting
+    assert s is not None
+    if s.encode == "choice":
+        if text not in g.choices:
+            raise ValueError(f"{text!r} is not one of {list(g.choices)}")
+        return float(g.choices.index(text))
+    if s.encode in ("bool01", "inverted01", "onoff"):
+        on = {"bool01": "1", "inverted01": "0", "onoff": "on"}[s.encode]
+        off = {"bool01": "0", "inverted01": "1", "onoff": "off"}[s.encode]
+        if text not in (on, off):
+            raise ValueError(f"{text!r} is neither {on!r} nor {off!r}")
+        return 1.0 if text == on else 0.0
+    return float(text) / s.scale
 
 
 def read_setting(path: Path, bracketed: bool) -> str:
@@ -81,6 +107,8 @@ class Actuation:
         self.euid = os.geteuid() if euid is None else euid
         self.blockdev = blockdev
         self.rollback_path = Path(rollback_path)
+        self.stock_path = self.rollback_path.parent / "host_stock.json"
+        self._stock: dict[str, tuple[dict[str, float], dict[str, str]]] = {}
 
     def _paths(self, s: Setting) -> list[Path]:
         found: list[Path] = []
@@ -125,9 +153,45 @@ class Actuation:
                 out[g.name] = reason
         return out
 
+    def host_stock(
+        self, domain: str, genes: Iterable[Gene]
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """Real mode: the host's current value of every writable gene, read once before any write.
+
+        Returns (gene -> value, gene -> why it must freeze: a host value off the gene's grid, or
+        files that disagree). The values are written to `host_stock.json` beside the rollback
+        record, so what "stock" meant is on disk before the first write.
+        """
+        if domain in self._stock:
+            return self._stock[domain]
+        values: dict[str, float] = {}
+        why: dict[str, str] = {}
+        for g in genes:
+            if g.setting is None or self.real_unavailable(domain, g) is not None:
+                continue
+            try:
+                texts = {read_setting(p, g.setting.bracketed) for p in self._paths(g.setting)}
+                if len(texts) != 1:
+                    raise ValueError(f"its files disagree: {sorted(texts)}")
+                value = setting_value(g, texts.pop())
+                g.encode(value)
+            except (OSError, ValueError, ActuationError, ConfigError) as exc:
+                why[g.name] = f"host value unusable as stock: {exc}"
+                continue
+            values[g.name] = value
+        self._stock[domain] = (values, why)
+        doc = json.loads(self.stock_path.read_text()) if self.stock_path.exists() else {}
+        doc[domain] = {"values": values, "frozen": why}
+        atomic_write_json(self.stock_path, doc)
+        return values, why
+
     def apply(self, spec: GenomeSpec, genome: Mapping[str, Any]) -> list[Change]:
-        """Write the genome's real settings (none in shadow mode); the rollback record comes first."""
+        """Write the genome's real settings (none in shadow mode); the rollback record comes first.
+
+        A write the kernel refuses restores what was written and raises WriteRefused.
+        """
         self.recover()
+        self.host_stock(spec.domain, spec.genes)
         planned: list[Change] = []
         for g in spec.genes:
             if g.setting is None or self.real_unavailable(spec.domain, g) is not None:
@@ -148,15 +212,50 @@ class Actuation:
                 Path(c.path).write_text(c.new)
             except OSError as exc:
                 self.restore()
-                raise ActuationError(f"cannot write {c.new!r} to {c.path}: {exc}") from None
+                raise WriteRefused(f"cannot write {c.new!r} to {c.path}: {exc}") from None
         return planned
 
+    def allowed_paths(self) -> set[str]:
+        """Every file the real_allowlist's genes resolve to under this actuation's root."""
+        from dream.domains import domain_module  # dream.domains imports this module
+
+        host = HostInfo.detect()
+        out: set[str] = set()
+        for entry in self.allowlist:
+            domain, _, name = entry.partition(".")
+            try:
+                genes = domain_module(domain).genes(host)
+            except ConfigError:
+                continue  # genes this host cannot even resolve (no tdp) were never written
+            for g in genes:
+                if g.name == name and g.setting is not None:
+                    out |= {str(p) for p in self._paths(g.setting)}
+        return out
+
+    def _check_replay(self, changes: list[Change]) -> None:
+        """Refuse (exit 2) a record this actuation may not replay; the record stays where it is."""
+        where = f"rollback record {self.rollback_path} kept, nothing written"
+        if self.mode != "real" or not self.confirmed or self.euid != 0:
+            raise RollbackRefused(
+                f"{where}: it can only be replayed by real actuation "
+                "(--actuation real --yes-write-host, as root)"
+            )
+        allowed = self.allowed_paths()
+        stray = [c.path for c in changes if c.path not in allowed]
+        if stray:
+            raise RollbackRefused(f"{where}: {stray[0]} is not a caps.yaml real_allowlist setting")
+
     def restore(self) -> list[Change]:
-        """Write back every old value in the rollback record, newest first, then drop the record."""
+        """Write back every old value in the rollback record, newest first, then drop the record.
+
+        Only real actuation replays a record, and only when every path in it belongs to an
+        allowlisted gene; otherwise RollbackRefused (exit 2) and the record is kept.
+        """
         if not self.rollback_path.exists():
             return []
         record = _read_record(self.rollback_path)
         changes = [Change(**c) for c in record["changes"]]
+        self._check_replay(changes)
         failed = []
         for c in reversed(changes):
             try:
@@ -181,7 +280,16 @@ def _read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ActuationError(f"rollback record {path} is unreadable: {exc}") from None
-    if record.get("schema") != ROLLBACK_SCHEMA or not isinstance(record.get("changes"), list):
+    changes = record.get("changes") if isinstance(record, dict) else None
+    keys = {"path", "old", "new"}
+    if (
+        record.get("schema") != ROLLBACK_SCHEMA
+        or not isinstance(changes, list)
+        or not all(
+            isinstance(c, dict) and set(c) == keys and all(isinstance(v, str) for v in c.values())
+            for c in changes
+        )
+    ):
         raise ActuationError(f"rollback record {path} is not a {ROLLBACK_SCHEMA} record")
     return record
 

@@ -86,6 +86,15 @@ class Approvals:
         """Why approvals of a domain are paused (baseline drift), or None."""
         return self.read()["paused"].get(domain)
 
+    def require_unpaused(self, domain: str) -> None:
+        """Refuse (exit 2) while baseline drift pauses the domain: pending packs are judged on stale stock."""
+        why = self.paused(domain)
+        if why is not None:
+            raise ConfigError(
+                f"{domain} approvals are paused by baseline drift since {why['since_utc']} "
+                f"({why.get('reason')}); run `baseline --refresh-baseline` and re-evaluate"
+            )
+
     def pause(self, domain: str, info: Mapping[str, Any]) -> None:
         """Stop queueing a domain's packs until its baselines are refreshed."""
         with self._edit("paused", domain=domain, info=dict(info)) as (doc, _):
@@ -162,6 +171,8 @@ class Approvals:
         """Approve or reject a pending pack, recording who, when, and the sha256 of the pack decided on."""
         if decision not in DECISIONS:
             raise ConfigError(f"decision must be one of {sorted(DECISIONS)}, got {decision!r}")
+        if decision == "approve":
+            self.require_unpaused(domain)
         with self._edit(DECISIONS[decision], domain=domain, cand_id=cand_id, who=who) as (doc, log):
             entry = _find(doc, domain, cand_id)
             if entry["status"] != "pending":

@@ -1,4 +1,4 @@
-"""candidate_pack.v2: one candidate's multi-regime evidence, validated against its JSON Schema on write."""
+"""candidate_pack.v3: one candidate's multi-regime evidence, validated against its JSON Schema on write."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from labkit.atomic import atomic_write_json
 from labkit.config import validate
 from labkit.errors import MissingInputError, SchemaError
 
-PACK_SCHEMA = "candidate_pack.v2"
-SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "candidate_pack.v2.schema.json"
+PACK_SCHEMA = "candidate_pack.v3"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "candidate_pack.v3.schema.json"
 STAGES = ("screen", "full")
-SCORE_STATUSES = ("ok", "unsafe", "insufficient", "no_baseline")
+SCORE_STATUSES = ("ok", "unsafe", "insufficient")
 
 
 @dataclass
@@ -40,8 +40,17 @@ class RegimeResult:
     tests: dict[str, Any]
     improves: bool | None
     failed_trials: list[dict[str, Any]]
-    peaks: dict[str, float | None]  # worst value of each capped quantity over successful trials
+    peaks: dict[str, float | None]  # worst value of each capped quantity over all trials
     trial_seconds: list[float]  # wall time of every trial, failed ones and retries included
+    notes: list[str]  # where trials departed from the regime's definition (fio without O_DIRECT)
+    stock_kpis: dict[str, list[float] | None]  # the paired stock trials' perf, p95_ms, watts
+    blocks: list[dict[str, Any]]  # ABBA blocks: order, candidate/stock trial index, valid
+    blocks_valid: int
+    sequence: list[dict[str, Any]]  # every trial in run order (warm-ups too), with host readings
+    paired: dict[str, dict[str, Any] | None]  # per KPI: per-block log ratios, ratio, CI, p-values
+    affected: bool | None  # does a gene the candidate moved act on this regime (None: a baseline)
+    gain: bool | None  # significant paired perf gain
+    noninferior: bool | None  # every regression guard holds
 
 
 @dataclass
@@ -66,6 +75,8 @@ class CandidatePack:
     artifacts: dict[str, str]
     code_sha256: str
     created_utc: str
+    host: dict[str, Any]  # host_identity(): what `promote` checks it runs on
+    measurement_notes: list[str]  # every regime's notes, once each
     schema: str = field(default=PACK_SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,12 +87,12 @@ class CandidatePack:
 
 @cache
 def pack_schema() -> dict[str, Any]:
-    """The candidate_pack.v2 JSON Schema."""
+    """The candidate_pack.v3 JSON Schema."""
     return json.loads(SCHEMA_FILE.read_text())
 
 
 def validate_pack(doc: Any, *, what: str = "candidate pack") -> None:
-    """Raise SchemaError unless `doc` is a valid candidate_pack.v2 document."""
+    """Raise SchemaError unless `doc` is a valid candidate_pack.v3 document."""
     validate(doc, pack_schema(), what=what)
 
 

@@ -42,13 +42,23 @@ def _domains(text: str) -> tuple[str, ...]:
     return names
 
 
-def _common(p: argparse.ArgumentParser, *, measuring: bool = False) -> None:
-    p.add_argument(
-        "--out_root",
-        type=Path,
-        default=Path("runs") / socket.gethostname().split(".")[0],
-        help="where artifacts/ lives (default: runs/<hostname>, one agent per host)",
-    )
+def _common(p: argparse.ArgumentParser, *, measuring: bool = False, many: bool = False) -> None:
+    here = Path("runs") / socket.gethostname().split(".")[0]
+    if many:
+        p.add_argument(
+            "--out_root",
+            type=Path,
+            action="append",
+            default=None,
+            help="one host's tree; repeat it to aggregate hosts (default: runs/<hostname>)",
+        )
+    else:
+        p.add_argument(
+            "--out_root",
+            type=Path,
+            default=here,
+            help="where artifacts/ lives (default: runs/<hostname>, one agent per host)",
+        )
     p.add_argument("--profile", default="local", help="regimes.yaml profile: local or full")
     p.add_argument("--regimes", type=Path, default=DEFAULT_REGIMES, help="regimes.yaml to use")
     p.add_argument("--caps", type=Path, default=DEFAULT_CAPS, help="caps.yaml to use")
@@ -130,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default=None)
 
     p = sub.add_parser("report", help="tables and figures of a generation's packs")
-    _common(p)
+    _common(p, many=True)
     p.add_argument("--generation", type=int, default=None, help="default: the latest")
     p.add_argument("--domains", type=_domains, default=None)
     return ap
@@ -351,14 +361,16 @@ def main(args: argparse.Namespace) -> int:
                 f"restored); now in effect: {event['now_in_effect'] or 'stock'}"
             )
         return 0
-    from dream.report import render_report
+    from dream.report import fleet_table, render_report
 
-    out = render_report(
-        args.out_root, generation=args.generation, domains=args.domains, console=console
-    )
-    console.print(f"table: {out['table']}")
-    for domain, path in out["figures"].items():
-        console.print(f"figure ({domain}): {path}")
+    roots = args.out_root or [Path("runs") / socket.gethostname().split(".")[0]]
+    for root in roots:
+        out = render_report(root, generation=args.generation, domains=args.domains, console=console)
+        console.print(f"table: {out['table']}")
+        for domain, path in out["figures"].items():
+            console.print(f"figure ({domain}): {path}")
+    if len(roots) > 1:
+        console.print(fleet_table(roots, args.generation))
     return 0
 
 

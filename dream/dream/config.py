@@ -64,6 +64,7 @@ class Tolerance:
     perf_alpha: float
     latency_regression_pct: float
     power_regression_pct: float
+    noninferiority_margin_pct: float
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,20 @@ class DreamConfig:
     def drift(self) -> Mapping[str, Any]:
         """Drift check: every_generations (0: never), trials, alpha, min_change_pct."""
         return self.regimes["profiles"][self.profile]["drift"]
+
+    @property
+    def quiet_host(self) -> Mapping[str, Any]:
+        """Quiet-host gate: max_foreign_cpus (None: off), probe_s, wait_s."""
+        return self.regimes["profiles"][self.profile]["quiet_host"]
+
+    @property
+    def log_ratio(self) -> Mapping[str, Any]:
+        """Floors per KPI and the clip |ln ratio| <= max_abs of every paired ratio and score term."""
+        return self.regimes["kpis"]["log_ratio"]
+
+    def regime_genes(self, domain: str, regime: str) -> tuple[str, ...]:
+        """The workload genes that can change a regime's work (real settings act on every regime)."""
+        return tuple(self.regime(domain, regime)["genes"])
 
     @property
     def max_pending_approvals(self) -> int:
@@ -166,6 +181,17 @@ def _check_names(regimes: Mapping[str, Any], caps: Mapping[str, Any]) -> None:
             if name not in known:
                 raise ConfigError(
                     f"caps.yaml: unknown cap {name!r} for {domain} (known: {', '.join(known)})"
+                )
+    # Gene names do not depend on the host; a host with every quantity known resolves every domain.
+    names_host = HostInfo(cpus=(0, 1), tdp_w=100.0)
+    for domain, entries in regimes["domains"].items():
+        workload = {g.name for g in domain_module(domain).genes(names_host) if g.workload}
+        for regime, entry in entries.items():
+            bad = [g for g in entry["genes"] if g not in workload]
+            if bad:
+                raise ConfigError(
+                    f"regimes.yaml domains.{domain}.{regime}.genes: {bad[0]!r} is not a workload "
+                    f"gene of {domain} (known: {', '.join(sorted(workload)) or 'none'})"
                 )
     for entry in caps["real_allowlist"]:
         domain, _, gene_name = entry.partition(".")

@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -82,6 +83,34 @@ def host_fingerprint() -> dict[str, object]:
         "machine": platform.machine(),
         "tools": tool_versions(),
     }
+
+
+def _machine_id(root: Path) -> str | None:
+    for rel in ("etc/machine-id", "var/lib/dbus/machine-id"):
+        try:
+            text = (root / rel).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
+
+
+def host_identity(root: str | os.PathLike = "/") -> dict[str, object]:
+    """Which machine a pack was measured on: hostname, machine id, kernel, CPU model, core count."""
+    return {
+        "hostname": platform.node().split(".")[0],
+        "machine_id": _machine_id(Path(root)),
+        "kernel": platform.release(),
+        "cpu_model": _cpu_model(),
+        "ncpu": os.cpu_count() or 1,
+    }
+
+
+def same_host(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
+    """The identity fields (hostname aside: it names, it does not identify) where two hosts differ."""
+    keys = ("machine_id", "kernel", "cpu_model", "ncpu")
+    return [k for k in keys if a.get(k) != b.get(k)]
 
 
 def sha256_text(text: str) -> str:

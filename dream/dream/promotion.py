@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from dream.approvals import Approvals
 from dream.candidate_pack import load_pack
 from dream.config import DreamConfig
 from dream.domains import genome_spec
-from dream.host import HostInfo, block_device
+from dream.host import HostInfo, block_device, host_identity, same_host
 from labkit.atomic import atomic_write_json
 from labkit.errors import ConfigError, MissingInputError, SchemaError
 from labkit.jsonl import append_jsonl
@@ -64,6 +65,7 @@ def promote(
     root: str | os.PathLike = "/",
     euid: int | None = None,
     host: HostInfo | None = None,
+    identity: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Promote an approved pack: write `promoted/<domain>.json`; with apply_real also write its settings."""
     artifacts = Path(artifacts)
@@ -76,10 +78,19 @@ def promote(
         raise MissingInputError(f"{domain}/{cand_id} is not in the approvals queue")
     if entry["status"] != "approved":
         raise ConfigError(f"{domain}/{cand_id} is {entry['status']}; only approved packs promote")
+    approvals.require_unpaused(domain)
     path = artifacts.parent / entry["pack"]
     pack = load_pack(path)
     if sha256_file(path) != entry["pack_sha256"]:
         raise SchemaError(f"{path} changed since it was approved; refusing to promote it")
+    here = host_identity() if identity is None else identity
+    differ = same_host(pack["host"], here)
+    if differ:
+        k = differ[0]
+        raise ConfigError(
+            f"{domain}/{cand_id} was measured on {pack['host']['hostname']} ({k} "
+            f"{pack['host'][k]!r}), this host has {k} {here[k]!r}: promote it on the host it was measured on"
+        )
     current = current_promotion(artifacts, domain)
     changes: list[dict[str, str]] = []
     unchecked = pack["risk_profile"]["caps_unchecked"]

@@ -202,3 +202,31 @@ def render_report(
             figures[domain] = str(fig.relative_to(Path(out_root)))
     text = atomic_write_text(artifacts / "reports" / f"gen{g}.txt", record.export_text())
     return {"generation": g, "table": str(text.relative_to(Path(out_root))), "figures": figures}
+
+
+def fleet_table(out_roots: Sequence[str | os.PathLike], generation: int | None) -> Table:
+    """One row per (host, domain) over several hosts' trees: their full packs side by side."""
+    t = Table(title="fleet: full evaluations per host", title_justify="left")
+    for col in ("host", "out_root", "domain", "gen", "full packs", "best score_v2", "improves"):
+        t.add_column(col)
+    for root in out_roots:
+        g, by_domain = find_packs(Path(root) / "artifacts", generation, None)
+        for domain, packs in by_domain.items():
+            full = [p for p in packs if p["stage"] == "full"]
+            scores = [
+                p["aggregate"]["score_v2"] for p in full if p["aggregate"]["score_v2"] is not None
+            ]
+            hosts = sorted({p["host"]["hostname"] for p in packs})
+            better = [
+                p["cand_id"] for p in full if p["aggregate"]["improves_over_baseline"] is True
+            ]
+            t.add_row(
+                ", ".join(hosts),
+                str(root),
+                domain,
+                str(g),
+                str(len(full)),
+                _num(max(scores, default=None), 4),
+                ", ".join(better) or "none",
+            )
+    return t

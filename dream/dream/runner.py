@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dream.kpis import BadOutput, WakeupProbe, parse_fio, parse_script, parse_stress_ng
-from dream.sensors import Sensors
+from dream.sensors import Reading, Sensors
 from dream.workloads import WorkloadCommand
 
 _TAIL = 200_000  # bytes of stdout/stderr kept from an attempt
@@ -40,13 +40,33 @@ class TrialOutcome:
     ok: bool
     attempts: int
     elapsed_s: float
-    metrics: dict[str, float | None] = field(default_factory=dict)  # KPIs and sensor values
+    # KPIs and sensor values; a failed trial keeps the worst sensor values of its attempts, which
+    # count against the caps like any other reading (a trial that overheats and dies is not safe).
+    metrics: dict[str, float | None] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)  # why a metric is None
     reason: str | None = None  # why the trial failed
+    notes: list[str] = field(default_factory=list)  # how the workload deviated from its definition
+    # Host readings over the trial (conditions.HostMeter); not a KPI, never in a statistic.
+    conditions: dict[str, float] = field(default_factory=dict)
+    invalid: bool = False  # the host was not quiet: neither a result nor a failure of the genome
 
     def failure_record(self) -> dict[str, object]:
         """The pack's `failed_trials` entry."""
-        return {"trial": self.trial, "attempts": self.attempts, "reason": self.reason}
+        sensors = {k: v for k, v in self.metrics.items() if v is not None}
+        return {
+            "trial": self.trial,
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "sensors": sensors,
+        }
+
+
+class AttemptFailed(Exception):
+    """One attempt failed; carries what the sensors read while it ran."""
+
+    def __init__(self, reason: str, sensors: dict[str, float | None]) -> None:
+        super().__init__(reason)
+        self.sensors = sensors
 
 
 def _tail(path: Path) -> str:
@@ -119,10 +139,24 @@ def _attempt(
     finally:
         p95 = wake.stop() if wake else None
         reading = run.stop()
+    try:
+        return _metrics(cmd, res, reading, p95, sensors, required)
+    except BadOutput as exc:
+        raise AttemptFailed(str(exc), reading.values) from None
+
+
+def _metrics(
+    cmd: WorkloadCommand,
+    res: ProcessResult,
+    reading: Reading,
+    p95: float | None,
+    sensors: Sensors,
+    required: Iterable[str],
+) -> tuple[dict[str, float | None], dict[str, str]]:
     parsed = _parse(cmd, res)
     metrics: dict[str, float | None] = dict(reading.values)
     reasons = dict(reading.reasons)
-    if wake is not None:
+    if cmd.kind == "stress-ng":
         parsed["p95_ms"] = p95
     for key, value in parsed.items():
         if value is not None or metrics.get(key) is None:
@@ -156,21 +190,36 @@ def run_trial(
     scratch_root.mkdir(parents=True, exist_ok=True)
     required = tuple(required)
     reason, t0 = "not attempted", time.perf_counter()
+    worst: dict[str, float | None] = {}
+    notes: list[str] = []
     for attempt in range(1, retries + 2):
         workdir = Path(tempfile.mkdtemp(prefix=f"trial{trial:03d}_a{attempt}_", dir=scratch_root))
+
+        def command(wd: Path) -> WorkloadCommand:
+            cmd = make_command(wd)
+            notes.extend(n for n in cmd.notes if n not in notes)
+            return cmd
+
         try:
             metrics, reasons = _attempt(
-                make_command,
+                command,
                 timeout_s=timeout_s,
                 sensors=sensors,
                 probe=probe,
                 required=required,
                 workdir=workdir,
             )
-        except BadOutput as exc:
+        except AttemptFailed as exc:
             reason = str(exc)
+            for key, value in exc.sensors.items():
+                if value is not None:
+                    worst[key] = max(value, worst.get(key) or value)
             continue
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        return TrialOutcome(trial, True, attempt, time.perf_counter() - t0, metrics, reasons)
-    return TrialOutcome(trial, False, retries + 1, time.perf_counter() - t0, reason=reason)
+        elapsed = time.perf_counter() - t0
+        return TrialOutcome(trial, True, attempt, elapsed, metrics, reasons, notes=notes)
+    elapsed = time.perf_counter() - t0
+    return TrialOutcome(
+        trial, False, retries + 1, elapsed, metrics=worst, reason=reason, notes=notes
+    )

@@ -1,4 +1,4 @@
-"""Caps and the composite score: every KPI divided by its stock baseline before the weights apply."""
+"""Caps and the composite score: every KPI as its paired ratio to stock before the weights apply."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 from dream.candidate_pack import RegimeResult
 from dream.runner import TrialOutcome
 
-# score_v2 = n_perf - 0.2 n_p95_ms - 0.1 n_watts over baseline-normalised KPIs: stock scores 0.7.
+# score_v2 = n_perf - 0.2 n_p95_ms - 0.1 n_watts over paired ratios to stock (each in [e^-2, e^2]):
+# stock scores 0.7 (0.8 where watts is not measurable).
 WEIGHTS = {"perf": 1.0, "p95_ms": -0.2, "watts": -0.1}
 MEAN_KPIS = ("perf", "p95_ms", "watts", "temp_peak_c", "errors", "oom")
 
@@ -50,11 +51,12 @@ def check_caps(
     *,
     max_trial_failures: int,
 ) -> CapVerdict:
-    """A cap is violated when any successful trial exceeds it; unmeasured caps are listed, not passed."""
+    """A cap is violated when any trial, failed ones included, exceeds it; unmeasured caps are listed."""
     verdict = CapVerdict(dict(caps), max_trial_failures=max_trial_failures)
-    ok = [o for runs in outcomes.values() for o in runs if o.ok]
+    every = [o for runs in outcomes.values() for o in runs]
+    ok = [o for o in every if o.ok]
     for name, limit in caps.items():
-        values = [o.metrics.get(name) for o in ok]
+        values = [o.metrics.get(name) for o in every]
         seen = [v for v in values if v is not None]
         if not seen:
             reasons = [o.reasons.get(name) for o in ok if o.reasons.get(name)]
@@ -103,21 +105,20 @@ def aggregate(
         means[k] = {r.regime: _mean(r.kpis.get(k)) for r in regimes}
         means[k]["overall"] = _mean([v for v in means[k].values() if v is not None])
     for k in WEIGHTS:
-        ratios = {}
-        for r in regimes:
-            base = None if r.baseline is None else r.baseline.get(k)
-            x = means[k][r.regime]
-            ratios[r.regime] = None if x is None or not base else x / base
+        # The paired ratio: exp(mean per-block ln(candidate / stock)), floored and clipped, so
+        # every term is bounded (regimes.yaml kpis.log_ratio).
+        ratios = {r.regime: (r.paired.get(k) or {}).get("ratio") for r in regimes}
         # A term counts only when it is measured in every regime: a partial mean is not comparable.
         full = all(v is not None for v in ratios.values())
         ratios["overall"] = _mean(list(ratios.values())) if full else None
         norm[k] = ratios
     if not verdict.safe:
         status = "unsafe"
-    elif any(r.trials_ok < min_successful_trials for r in regimes):
+    elif (
+        any(r.blocks_valid < min_successful_trials for r in regimes)
+        or norm["perf"]["overall"] is None
+    ):
         status = "insufficient"
-    elif any(r.baseline is None for r in regimes) or norm["perf"]["overall"] is None:
-        status = "no_baseline"
     else:
         status = "ok"
     score, terms = (None, [k for k in WEIGHTS if norm[k]["overall"] is not None])

@@ -104,6 +104,14 @@ class SearchEngine:
             )
         except ValueError as exc:  # an existing study with other directions
             raise ConfigError(f"{path}: {exc}") from None
+        # Finalists' full evaluations live in their own study: four-regime numbers from fresh trials
+        # never share a Pareto front with the one-regime screen numbers the search samples from.
+        self.full_study = optuna.create_study(
+            study_name=f"{spec.domain}_full",
+            storage=self.storage,
+            directions=[d for _, d in self.objectives],
+            load_if_exists=True,
+        )
         stored = self.study.user_attrs.get("identity")
         if stored is None:
             self.study.set_user_attr("identity", identity)
@@ -175,20 +183,28 @@ class SearchEngine:
             out.append(done.get(cid) or live[cid])
         return out
 
+    def _values(self, pack: Mapping[str, Any]) -> list[float] | None:
+        """The objective values of a pack, or None when it cannot be scored."""
+        agg = pack["aggregate"]
+        values = [agg["normalised"].get(k, {}).get("overall") for k, _ in self.objectives]
+        if agg["score_status"] not in SCORABLE or any(
+            v is None or not math.isfinite(v) for v in values
+        ):
+            return None
+        return values
+
     def tell(self, cand: Candidate, pack: Mapping[str, Any]) -> str:
-        """Report a candidate's pack: values + constraints, or FAIL when it cannot be scored."""
+        """Report a candidate's screen pack: values + constraints, or FAIL when it cannot be scored."""
         if cand.trial is None:
             return "already told"
         trial = cand.trial
         agg = pack["aggregate"]
-        values = [agg["normalised"].get(k, {}).get("overall") for k, _ in self.objectives]
         trial.set_user_attr("stage", pack["stage"])
         trial.set_user_attr("pack", pack["artifacts"]["pack"])
         trial.set_user_attr("score_v2", agg["score_v2"])
         trial.set_user_attr("score_status", agg["score_status"])
-        if agg["score_status"] not in SCORABLE or any(
-            v is None or not math.isfinite(v) for v in values
-        ):
+        values = self._values(pack)
+        if values is None:
             self.study.tell(trial, state=TrialState.FAIL)
             cand.trial = None
             return "fail"
@@ -198,14 +214,48 @@ class SearchEngine:
         cand.trial = None
         return "complete"
 
+    def record_full(self, cand: Candidate, pack: Mapping[str, Any]) -> str:
+        """Add a finalist's full pack to the full-evaluation study, once per (generation, cand_id)."""
+        for t in self.full_study.get_trials(deepcopy=False):
+            if t.user_attrs.get("cand_id") == cand.cand_id and (
+                t.user_attrs.get("generation") == cand.generation
+            ):
+                return "already recorded"
+        values = self._values(pack)
+        attrs = {
+            "cand_id": cand.cand_id,
+            "generation": cand.generation,
+            "pack": pack["artifacts"]["pack"],
+            "score_v2": pack["aggregate"]["score_v2"],
+            "constraints": constraints(pack),
+        }
+        self.full_study.add_trial(
+            optuna.trial.create_trial(
+                params={f"u_{k}": v for k, v in cand.u.items()},
+                distributions=self.distributions,
+                values=values,
+                state=TrialState.COMPLETE if values is not None else TrialState.FAIL,
+                user_attrs=attrs,
+            )
+        )
+        return "complete" if values is not None else "fail"
+
     def summary(self) -> dict[str, Any]:
         """Trial counts by state and the current Pareto front (cand ids), for manifests and reports."""
         trials = self.study.get_trials(deepcopy=False)
         states: dict[str, int] = {}
         for t in trials:
             states[t.state.name] = states.get(t.state.name, 0) + 1
+        full = self.full_study.get_trials(deepcopy=False)
         return {
             "storage": self.storage.removeprefix("sqlite:///"),
             "trials": states,
             "pareto": sorted(t.user_attrs.get("cand_id", "?") for t in self.study.best_trials),
+            "full_trials": len(full),
+            "full_pareto": sorted(
+                f"gen{t.user_attrs['generation']}:{t.user_attrs['cand_id']}"
+                for t in self.full_study.best_trials
+            )
+            if any(t.state == TrialState.COMPLETE for t in full)
+            else [],
         }

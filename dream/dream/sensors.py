@@ -21,7 +21,6 @@ SENSOR_METRICS = (
     "thermal_throttle_events",
     "ecc_errors",
     "swap_thrashing_mb_per_s",
-    "load_average_1m",
     "cpu_temp_c",
     "gpu_temp_c",
     "dimm_temp_c",
@@ -187,7 +186,6 @@ class SensorRun:
         self.peaks: dict[str, float] = {}
         self.interval_w: list[float] = []
         self.energy_uj = 0
-        self.load_peak = 0.0
         self._t0 = time.perf_counter()
         self._rapl_last = sensors.rapl.read() if sensors.rapl.zones else None
         self._rapl_t = self._t0
@@ -214,7 +212,6 @@ class SensorRun:
                 self.interval_w.append(d / 1e6 / (now - self._rapl_t))
             self.energy_uj += d
             self._rapl_last, self._rapl_t = energy, now
-        self.load_peak = max(self.load_peak, os.getloadavg()[0])
 
     def _loop(self) -> None:
         while not self._stop.wait(self.s.sampling_s):
@@ -242,7 +239,6 @@ class SensorRun:
         if self._swap0 is not None and elapsed > 0:
             pages = _swap_pages(self.s.root) - self._swap0
             v["swap_thrashing_mb_per_s"] = pages * os.sysconf("SC_PAGE_SIZE") / 1e6 / elapsed
-        v["load_average_1m"] = self.load_peak
         reasons = {
             m: self.missing.get(m, "no sample in this trial") for m, x in v.items() if x is None
         }

@@ -15,7 +15,6 @@ from dream.config import REGIMES
 from dream.domains import DOMAINS, DomainStatus, domain_status, require_available
 from dream.evaluator import (
     EvalContext,
-    TrialSeries,
     measure_candidate,
     measure_regime,
     pack_candidate,
@@ -129,16 +128,12 @@ def evolve_generation(
     screen_on, top_k = ctx.cfg.screen
     first = "screen" if screen_on else "full"
 
-    measured: dict[str, dict[str, TrialSeries]] = {}
-
     def evaluate(cand: Candidate, stage: str) -> dict[str, Any]:
         pack = reusable_pack(ctx, cand, stage, baselines)
         if pack is None:
-            # A finalist's full `normal` regime continues its screen trials instead of redoing them.
-            series = measure_candidate(
-                ctx, domain, cand.genome, stage=stage, prior=measured.get(cand.cand_id)
-            )
-            measured[cand.cand_id] = series
+            # A finalist's full evaluation runs fresh trials: the screen trials that selected it
+            # are biased upward by that very selection.
+            series = measure_candidate(ctx, domain, cand.genome, stage=stage)
             pack = pack_candidate(
                 ctx,
                 domain,
@@ -154,11 +149,15 @@ def evolve_generation(
 
     cands = {c.cand_id: c for c in engine.ask(generation)}
     packs = {cid: evaluate(c, first) for cid, c in cands.items()}
+    # The search study learns from the screen (one regime, every candidate alike); the finalists'
+    # full evaluations go to the full-evaluation study. A candidate told before a kill stays told.
+    for cid, c in cands.items():
+        engine.tell(c, packs[cid])
     if screen_on:
         for cid in finalists(packs, top_k):
             packs[cid] = evaluate(cands[cid], "full")
-    for cid, c in cands.items():
-        engine.tell(c, packs[cid])
+    for cid in (cid for cid, p in packs.items() if p["stage"] == "full"):
+        engine.record_full(cands[cid], packs[cid])
     drift = check_drift(ctx, domain, generation, baselines["normal"])
     if drift is not None and drift["drift"]:
         approvals.pause(domain, {"reason": "baseline_drift", **drift})

@@ -1,4 +1,9 @@
-"""Is a candidate better than the stock baseline? One-sided Welch for perf, CI bounds for latency and power."""
+"""Is a candidate better than stock? Statistics on the paired per-block log ratios of ABBA blocks.
+
+Every block holds one candidate and one stock trial run back to back, so the host's drift and load
+hit both; the block's ln(candidate / stock) carries the stock side's own noise, which a comparison
+against a stored baseline mean would ignore.
+"""
 
 from __future__ import annotations
 
@@ -10,74 +15,109 @@ import numpy as np
 import scipy.stats
 
 from dream.config import Tolerance
+from labkit.stats import bootstrap_ci
 
-MIN_N = 3  # fewer successful trials than this on either side: no verdict (None), never "improved"
-
-
-def welch_greater(x: Sequence[float], baseline: Sequence[float]) -> float | None:
-    """p-value of Welch's one-sided t-test that mean(x) > mean(baseline) (None when undefined)."""
-    if len(x) < 2 or len(baseline) < 2:
-        return None
-    p = scipy.stats.ttest_ind(
-        np.asarray(x, float), np.asarray(baseline, float), equal_var=False, alternative="greater"
-    ).pvalue
-    return float(p) if math.isfinite(p) else None
+MIN_BLOCKS = 3  # fewer valid blocks than this: no verdict (None), never "improved"
+N_RESAMPLES = 9999
 
 
-def _bound_test(ci: Sequence[float] | None, limit: float) -> dict[str, Any]:
-    upper = None if ci is None else float(ci[1])
-    passes = None if upper is None else upper <= limit
-    return {"rule": "delta_pct CI upper <= limit", "upper": upper, "limit": limit, "passes": passes}
+def log_ratio(x: float, stock: float, *, floor: float, max_abs: float) -> float:
+    """ln(max(x, floor) / max(stock, floor)), clipped to [-max_abs, max_abs]: a bounded term."""
+    value = math.log(max(x, floor) / max(stock, floor))
+    return max(-max_abs, min(max_abs, value))
+
+
+def paired_stats(
+    pairs: Sequence[tuple[float, float]],
+    *,
+    floor: float,
+    max_abs: float,
+    seed: np.random.SeedSequence,
+) -> dict[str, Any]:
+    """Per-block log ratios, their mean as a ratio, a BCa CI of it and one-sided t-test p-values."""
+    r = [log_ratio(a, b, floor=floor, max_abs=max_abs) for a, b in pairs]
+    out: dict[str, Any] = {"n_blocks": len(r), "log_ratios": r, "floor": floor}
+    if not r:
+        return {**out, "ratio": None, "ratio_ci95": None, "ci_method": "none"}
+    ci = bootstrap_ci(r, seed=seed, n_resamples=N_RESAMPLES)
+    out["ratio"] = math.exp(float(np.mean(r)))
+    out["ratio_ci95"] = None if ci.low is None else [math.exp(ci.low), math.exp(ci.high)]
+    out["ci_method"] = ci.method
+    if len(r) >= 2 and np.ptp(r) > 0:
+        for side in ("greater", "less"):
+            p = scipy.stats.ttest_1samp(r, 0.0, alternative=side).pvalue
+            out[f"p_{side}"] = float(p) if math.isfinite(p) else None
+    return out
+
+
+def _upper_test(stats: Mapping[str, Any] | None, limit_pct: float) -> dict[str, Any]:
+    ci = None if stats is None else stats.get("ratio_ci95")
+    upper = None if ci is None else 100 * (ci[1] - 1)
+    passes = None if upper is None else upper <= limit_pct
+    rule = "paired ratio CI upper - 1 <= limit"
+    return {"rule": rule, "upper_pct": upper, "limit_pct": limit_pct, "passes": passes}
 
 
 def regime_tests(
-    kpis: Mapping[str, Sequence[float] | None],
-    baseline_samples: Mapping[str, Sequence[float] | None] | None,
-    delta_pct: Mapping[str, float | None],
-    delta_pct_ci95: Mapping[str, Sequence[float] | None],
-    tol: Tolerance,
-) -> tuple[dict[str, Any], bool | None]:
-    """The per-regime tests and whether the regime passes them all (None: not decidable)."""
-    perf, base = kpis.get("perf"), (baseline_samples or {}).get("perf")
-    if perf is None or base is None or len(perf) < MIN_N or len(base) < MIN_N:
-        n_b = 0 if base is None else len(base)
-        tests: dict[str, Any] = {
-            "perf": {
-                "rule": "welch one-sided p < alpha and delta_pct >= min",
-                "passes": None,
-                "reason": f"needs >= {MIN_N} trials on both sides (candidate "
-                f"{0 if perf is None else len(perf)}, baseline {n_b})",
-            }
-        }
+    paired: Mapping[str, Mapping[str, Any] | None], tol: Tolerance
+) -> tuple[dict[str, Any], bool | None, bool | None]:
+    """The regime's tests, whether perf gained significantly, and whether it is non-inferior.
+
+    gain: one-sided paired t-test p < perf_alpha and the mean paired change >= perf_improvement_pct.
+    non-inferior: perf ratio CI lower bound >= 1 - margin, and p95 (and watts where measured) CI
+    upper bounds within their regression limits. None when there are too few valid blocks.
+    """
+    perf = paired.get("perf")
+    n = 0 if perf is None else perf["n_blocks"]
+    tests: dict[str, Any] = {}
+    if perf is None or n < MIN_BLOCKS or perf["ratio_ci95"] is None:
+        reason = f"needs >= {MIN_BLOCKS} valid ABBA blocks, has {n}"
+        tests["perf_gain"] = {"passes": None, "reason": reason}
+        tests["perf_noninferior"] = {"passes": None, "reason": reason}
     else:
-        p = welch_greater(perf, base)
-        dp = delta_pct.get("perf")
-        passes = (
-            None
-            if p is None or dp is None
-            else (p < tol.perf_alpha and dp >= tol.perf_improvement_pct)
-        )
-        tests = {
-            "perf": {
-                "rule": "welch one-sided p < alpha and delta_pct >= min",
-                "p_value": p,
-                "alpha": tol.perf_alpha,
-                "delta_pct": dp,
-                "min_delta_pct": tol.perf_improvement_pct,
-                "passes": passes,
-            }
+        p = perf.get("p_greater")
+        change = 100 * (perf["ratio"] - 1)
+        gain = None if p is None else p < tol.perf_alpha and change >= tol.perf_improvement_pct
+        tests["perf_gain"] = {
+            "rule": "paired one-sided t p < alpha and change >= min",
+            "p_value": p,
+            "alpha": tol.perf_alpha,
+            "change_pct": change,
+            "min_change_pct": tol.perf_improvement_pct,
+            "passes": gain,
         }
-    tests["p95_ms"] = _bound_test(delta_pct_ci95.get("p95_ms"), tol.latency_regression_pct)
-    if kpis.get("watts") is not None:
-        tests["watts"] = _bound_test(delta_pct_ci95.get("watts"), tol.power_regression_pct)
-    verdicts = [t["passes"] for t in tests.values()]
-    return tests, (None if None in verdicts else all(verdicts))
+        lower = 100 * (perf["ratio_ci95"][0] - 1)
+        tests["perf_noninferior"] = {
+            "rule": "paired ratio CI lower - 1 >= -margin",
+            "lower_pct": lower,
+            "margin_pct": tol.noninferiority_margin_pct,
+            "passes": lower >= -tol.noninferiority_margin_pct,
+        }
+    tests["p95_ms"] = _upper_test(paired.get("p95_ms"), tol.latency_regression_pct)
+    if paired.get("watts") is not None:
+        tests["watts"] = _upper_test(paired["watts"], tol.power_regression_pct)
+    guards = [tests[k]["passes"] for k in tests if k != "perf_gain"]
+    guard = False if False in guards else (None if None in guards else True)
+    return tests, tests["perf_gain"]["passes"], guard
 
 
-def improves_over_baseline(regime_verdicts: Sequence[bool | None]) -> bool | None:
-    """True only when every regime passes; False when one fails; None while any is undecidable."""
-    if any(v is False for v in regime_verdicts):
+def improves_over_baseline(
+    regimes: Sequence[tuple[bool, bool | None, bool | None]],
+) -> bool | None:
+    """(affected, gain, non-inferior) per regime -> does the candidate improve on stock?
+
+    True: a significant paired gain on at least one regime a changed gene can affect, and
+    non-inferior on every regime (unaffected ones are regression guards). False when a regime is
+    inferior, when no regime is affected, or when no affected regime gained; None while undecided.
+    """
+    guards = [g for _, _, g in regimes]
+    if False in guards:
         return False
-    if not regime_verdicts or None in regime_verdicts:
+    gains = [gain for affected, gain, _ in regimes if affected]
+    if not regimes or not gains:
+        return False if regimes else None
+    if None in guards:
         return None
-    return True
+    if True in gains:
+        return True
+    return None if None in gains else False

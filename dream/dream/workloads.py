@@ -16,6 +16,10 @@ from dream.domains import domain_module
 from dream.host import SCRIPTS_DIR, HostInfo
 from labkit.errors import ConfigError
 
+FIO_BUFFERED = (
+    "fio --direct=0: the scratch file system refuses O_DIRECT, so I/O went through the page cache"
+)
+
 
 @dataclass(frozen=True)
 class WorkloadCommand:
@@ -26,6 +30,7 @@ class WorkloadCommand:
     duration_s: float
     stressor: str | None = None  # stress-ng: the stressor whose bogo-ops/s is perf
     yaml_path: Path | None = None  # stress-ng: the --yaml metrics file
+    notes: tuple[str, ...] = ()  # where this run departs from the regime's definition
 
 
 def supports_o_direct(directory: Path) -> bool:
@@ -88,8 +93,10 @@ def build_command(
             args = [re.sub(r"^--size=.*", f"--size={cfg.fio_size}", a) for a in args]
         argv = ["fio", "--name=dream", f"--directory={scratch}", *args, "--output-format=json"]
         argv += [f"--randseed={seed}", "--time_based", f"--runtime={seconds}"]
-        argv += ["--ioengine=libaio", f"--direct={int(supports_o_direct(scratch))}"]
-        return WorkloadCommand("fio", tuple(argv), duration)
+        direct = supports_o_direct(scratch)
+        argv += ["--ioengine=libaio", f"--direct={int(direct)}"]
+        notes = () if direct else (FIO_BUFFERED,)
+        return WorkloadCommand("fio", tuple(argv), duration, notes=notes)
     script = SCRIPTS_DIR / entry["script"]
     if not script.is_file():
         raise ConfigError(f"{where}: script {script} does not exist")

@@ -15,20 +15,6 @@ HOST = HostInfo(cpus=(0, 1))
 ALLOW = ("storage.scheduler_idx", "storage.readahead_kb", "storage.dirty_ratio")
 
 
-@pytest.fixture
-def sysfs(tmp_path) -> Path:
-    root = tmp_path / "root"
-    queue = root / "sys/block/vda/queue"
-    queue.mkdir(parents=True)
-    (queue / "scheduler").write_text("none [mq-deadline] kyber bfq\n")
-    (queue / "read_ahead_kb").write_text("128\n")
-    vm = root / "proc/sys/vm"
-    vm.mkdir(parents=True)
-    (vm / "dirty_ratio").write_text("20\n")
-    (vm / "dirty_background_ratio").write_text("10\n")
-    return root
-
-
 def _real(tmp_path, root, **kw) -> Actuation:
     args = {"root": root, "allowlist": ALLOW, "confirmed": True, "euid": 0, "blockdev": "vda"}
     return Actuation("real", rollback_path=tmp_path / "rollback.json", **{**args, **kw})
@@ -86,17 +72,10 @@ def test_apply_records_old_values_then_restore_puts_them_back(tmp_path, sysfs):
     assert not (tmp_path / "rollback.json").exists()
 
 
-def test_a_failed_write_rolls_back_what_was_written(tmp_path, sysfs, monkeypatch):
+def test_a_failed_write_rolls_back_what_was_written(tmp_path, sysfs, refuse_write):
     act = _real(tmp_path, sysfs)
     spec, genome = _candidate(act)
-    real_write = Path.write_text
-
-    def flaky(self, text, *a, **kw):
-        if self.name == "dirty_ratio" and text == "40":
-            raise PermissionError("read-only file system")
-        return real_write(self, text, *a, **kw)
-
-    monkeypatch.setattr(Path, "write_text", flaky)
+    refuse_write("dirty_ratio", "40")
     with pytest.raises(ActuationError, match="cannot write '40'"):
         act.apply(spec, genome)
     assert (sysfs / "sys/block/vda/queue/scheduler").read_text() == "mq-deadline"

@@ -28,7 +28,7 @@ def test_labkit_bca_covers_small_samples_better_than_the_percentile_bootstrap():
 
 def test_adaptive_replay_uses_the_evaluators_stopping_rule():
     bench = _load("bench_adaptive")
-    policy = load_config(profile="local").policy
+    policy = load_config(profile="local", overrides=bench.RULE).policy
     tight = [100.0, 100.5, 99.8, 100.2, 100.1, 99.9, 100.0, 100.3, 99.7, 100.2]
     got = bench.compare(tight, policy)
     assert (got["adaptive"], got["capped"], got["fixed"]) == (3, 3, 10)

@@ -1,4 +1,4 @@
-"""candidate_pack.v2: validated on write and on read; strict JSON; the v4 default of the reference fails."""
+"""candidate_pack.v3: validated on write and on read; strict JSON; the v4 default of the reference fails."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ def pack(evaluate) -> dict:
 def test_a_written_pack_loads_back_valid(ctx, pack):
     doc = load_pack(ctx.out_root / pack["artifacts"]["pack"])
     assert doc == pack
-    assert next(iter(doc)) == "schema" and doc["schema"] == "candidate_pack.v2"
+    assert next(iter(doc)) == "schema" and doc["schema"] == "candidate_pack.v3"
     assert pack["artifacts"]["pack"] == "artifacts/candidates/cpu/gen0_00.json"
 
 
 def test_schema_rejects_the_v4_defaults_of_the_reference(pack):
-    with pytest.raises(SchemaError, match=r"candidate_pack\.v2"):
+    with pytest.raises(SchemaError, match=r"candidate_pack\.v3"):
         validate_pack({**pack, "schema": "candidate_pack.v4"})
     with pytest.raises(SchemaError, match="schema_version"):
         validate_pack({**pack, "schema_version": 4})

@@ -65,3 +65,22 @@ def test_bad_input_fails_first_with_one_line_and_its_exit_code(
 def test_approvals_list_prints_an_empty_queue(tmp_path, capsys):
     code, out, _ = _exit(["approvals", "list", "--all", "--out_root", str(tmp_path)], capsys)
     assert code == 0 and "approvals (all)" in out
+
+
+def test_report_aggregates_several_hosts_trees(ctx, evaluate, tmp_path, capsys):
+    import shutil
+
+    evaluate(cand_id="gen0_00")
+    other = tmp_path / "hostb"
+    shutil.copytree(ctx.out_root / "artifacts/candidates", other / "artifacts/candidates")
+    path = other / "artifacts/candidates/cpu/gen0_00.json"
+    doc = json.loads(path.read_text())
+    doc["host"]["hostname"] = "hostb"
+    path.write_text(json.dumps(doc))
+    code, out, _ = _exit(
+        ["report", "--out_root", str(ctx.out_root), "--out_root", str(other)], capsys
+    )
+    assert code == 0 and "fleet: full evaluations per host" in out
+    assert "hostb" in out  # the second tree's host, beside this host's row
+    assert (other / "artifacts/reports/gen0.txt").is_file()
+    assert (ctx.out_root / "artifacts/reports/gen0.txt").is_file()

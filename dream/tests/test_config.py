@@ -70,7 +70,7 @@ def test_unknown_keys_and_kpis_fail_at_load(tmp_path):
 def test_bad_profile_allowlist_and_trial_bounds_fail(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'fast'"):
         load_config(profile="fast")
-    with pytest.raises(ConfigError, match="min_trials 6 exceeds trials 5"):
+    with pytest.raises(ConfigError, match="min_trials 6 exceeds trials 3"):
         load_config(overrides=["regimes.profiles.local.execution.min_trials=6"])
     caps = yaml.safe_load(DEFAULT_CAPS.read_text())
     caps["real_allowlist"] = ["cpu.thread_count"]
@@ -79,8 +79,8 @@ def test_bad_profile_allowlist_and_trial_bounds_fail(tmp_path):
 
 
 def test_caps_resolve_host_multiples_and_need_a_value(tmp_path):
-    cfg = load_config()
-    assert cfg.domain_caps("os_scheduler", HostInfo(cpus=(0, 1, 2)))["load_average_1m"] == 6.0
+    cfg = load_config(overrides=["caps.domains.cpu.package_power_w=2*ncpu"])
+    assert cfg.domain_caps("cpu", HostInfo(cpus=(0, 1, 2)))["package_power_w"] == 6.0
     caps = yaml.safe_load(DEFAULT_CAPS.read_text())
     caps["domains"]["cpu"]["errors"] = None
     with pytest.raises(SchemaError):

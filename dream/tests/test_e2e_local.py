@@ -80,7 +80,7 @@ def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
     for t in live:
         old = trials[t.user_attrs["resumed_from"]]
         assert old.state.name == "FAIL" and old.params == t.params
-        assert t.user_attrs["stage"] == packs[t.user_attrs["cand_id"]]["stage"]
+        assert t.user_attrs["stage"] == "screen"  # the search study learns from screens only
     assert len(read_telemetry(run.artifacts, "cpu")) == 1
     assert not any((run.out / "scratch").iterdir())
 
@@ -88,7 +88,7 @@ def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
 def test_the_seven_phase2_acceptance_checks(run):
     packs = _packs(run)
     # (1) schema
-    assert {p["schema"] for p in packs.values()} == {"candidate_pack.v2"}
+    assert {p["schema"] for p in packs.values()} == {"candidate_pack.v3"}
     # (2) baselines for all four regimes
     baselines = json.loads((run.artifacts / "baselines.json").read_text())
     assert sorted(baselines["cpu"]) == sorted(REGIMES)
@@ -102,10 +102,14 @@ def test_the_seven_phase2_acceptance_checks(run):
         assert lo <= hi
     assert full["regimes"][0]["ci95"]["watts"] is None
     assert full["regimes"][0]["unavailable"]["watts"].startswith("no RAPL")
-    # (4) one delta per successful trial
+    # (4) one paired delta per valid ABBA block; the run order in the pack interleaves A and B
     for pack in packs.values():
         for r in pack["regimes"]:
-            assert len(r["delta"]["perf"]) == r["trials_ok"] >= 3
+            assert len(r["delta"]["perf"]) == r["blocks_valid"] >= 2
+    for r in full["regimes"]:
+        assert [b["order"] for b in r["blocks"]] == ["AB", "BA", "AB"]
+        roles = [e["role"][0] for e in r["sequence"] if not e["warmup"]]
+        assert "".join(roles) == "cssccs"  # candidate, stock, stock, candidate, ...
     # (5) a finite aggregate score when safe (null only with the reason in score_status)
     for pack in packs.values():
         score, status = pack["aggregate"]["score_v2"], pack["aggregate"]["score_status"]

@@ -40,15 +40,27 @@ def test_failed_trials_are_excluded_and_counted_never_zero(ctx, outcome):
         "trial": 3,
         "attempts": 2,
         "reason": "stress-ng exited with status 1: x",
+        "sensors": {},
     }
     assert (result.trials, result.trials_ok) == (10, 8)
 
 
+# The adaptive plain-trial rule these tests exercise (the local profile itself runs fixed counts).
+ADAPTIVE = [
+    "regimes.profiles.local.execution.trials=5",
+    "regimes.profiles.local.execution.min_trials=3",
+    "regimes.profiles.local.execution.rel_halfwidth=0.05",
+    "regimes.profiles.local.execution.trial_delay_s=0.2",
+]
+
+
 def test_max_trial_failures_stops_the_regime(outcome):
-    local = load_config().policy
+    local = load_config(overrides=ADAPTIVE).policy
     series = run_trials(_fails_at({0, 1, 2, 3, 4}, outcome), local, seed=seed_for(0))
     assert len(series.outcomes) == 2 and "max_trial_failures" in series.stop_reason
-    looser = load_config(overrides=["regimes.profiles.local.execution.max_trial_failures=3"]).policy
+    looser = load_config(
+        overrides=[*ADAPTIVE, "regimes.profiles.local.execution.max_trial_failures=3"]
+    ).policy
     series = run_trials(_fails_at({0, 1, 2, 3, 4}, outcome), looser, seed=seed_for(0))
     assert len(series.outcomes) == 3 and "min_successful_trials" in series.stop_reason
 
@@ -56,17 +68,21 @@ def test_max_trial_failures_stops_the_regime(outcome):
 def test_adaptive_stopping_and_delays_follow_the_policy(outcome):
     delays = []
     tight = lambda i: 100.0 + 0.01 * (i % 2)  # noqa: E731
-    local = load_config().policy
+    local = load_config(overrides=ADAPTIVE).policy
     series = run_trials(
         _fails_at(set(), outcome, tight), local, seed=seed_for(0), sleep=delays.append
     )
     assert len(series.outcomes) == 3 and series.stop_reason.startswith("adaptive")
     assert delays == [0.2, 0.2]
-    fixed = load_config(overrides=["regimes.profiles.local.execution.rel_halfwidth=null"]).policy
+    fixed = load_config(
+        overrides=[*ADAPTIVE, "regimes.profiles.local.execution.rel_halfwidth=null"]
+    ).policy
     assert len(run_trials(_fails_at(set(), outcome, tight), fixed, seed=seed_for(0)).outcomes) == 5
     noisy = lambda i: [50.0, 150.0, 90.0, 130.0, 70.0][i]  # noqa: E731
     assert len(run_trials(_fails_at(set(), outcome, noisy), local, seed=seed_for(0)).outcomes) == 5
-    more = load_config(overrides=["regimes.profiles.local.execution.min_trials=4"]).policy
+    more = load_config(
+        overrides=[*ADAPTIVE, "regimes.profiles.local.execution.min_trials=4"]
+    ).policy
     assert len(run_trials(_fails_at(set(), outcome, tight), more, seed=seed_for(0)).outcomes) == 4
 
 
@@ -83,7 +99,7 @@ def test_measure_regime_hands_retries_and_timeout_to_the_runner(ctx, monkeypatch
         overrides=["regimes.profiles.local.execution.failure_retry_count=3"]
     ).policy
     evaluator.measure_regime(ctx, "cpu", "stress", genome, policy)
-    assert seen[0] == (3, 1.5 * 2 + 5.0)
+    assert seen[0] == (3, 1.5 * 1 + 5.0)
 
 
 def test_statistics_leave_the_global_rngs_alone(ctx, outcome):
@@ -133,22 +149,44 @@ def test_a_broken_regime_fails_before_any_trial_runs(ctx, monkeypatch):
     assert ran == []
 
 
-def test_a_series_can_continue_from_screen_trials(outcome):
-    local = load_config().policy
-    tight = _fails_at(set(), outcome, lambda i: 100.0 + 0.01 * (i % 2))
-    screen = run_trials(tight, local.screening(), seed=seed_for(0))
-    assert len(screen.outcomes) == 3 and screen.stop_reason == "ran all 3 trials"
+def test_candidate_and_stock_alternate_in_abba_blocks_after_one_warm_up_each(ctx, monkeypatch):
     ran = []
 
-    def counted(i):
-        ran.append(i)
-        return tight(i)
+    def fake_run_trial(make_command, **kw):
+        cmd = make_command(ctx.scratch_root)
+        workers = int(cmd.argv[cmd.argv.index("--cpu") + 1])
+        ran.append((workers, kw["trial"]))
+        return TrialOutcome(kw["trial"], True, 1, 0.01, {"perf": 100.0 + workers, "p95_ms": 1.0})
 
-    full = run_trials(counted, local, seed=seed_for(0), prior=screen.outcomes)
-    assert ran == [] and full.outcomes == screen.outcomes  # already tight: nothing more to run
-    assert full.stop_reason.startswith("adaptive") and full.stop_reason.endswith("from the screen")
-    noisy = _fails_at({1}, outcome, lambda i: [50.0, 150.0, 90.0, 130.0, 70.0][i])
-    screen = run_trials(noisy, local.screening(), seed=seed_for(0))
-    full = run_trials(counted, local, seed=seed_for(0), prior=screen.outcomes)
-    assert len(screen.outcomes) == 2  # the failure made 3 successes unreachable in 3 trials
-    assert ran == [2, 3, 4] and len(full.outcomes) == 5 and len(full.failed) == 1
+    monkeypatch.setattr(evaluator, "run_trial", fake_run_trial)
+    stock = ctx.spec("cpu").stock()
+    cand = {**stock, "thread_count": 1}
+    policy = ctx.cfg.policy  # local: 3 blocks
+    series = evaluator.measure_paired(ctx, "cpu", "normal", cand, policy)
+    w = stock["thread_count"]
+    assert ran == [(1, -1), (w, -1), (1, 0), (w, 0), (w, 1), (1, 1), (1, 2), (w, 2)]
+    assert [b.order for b in series.blocks] == ["AB", "BA", "AB"]
+    assert [e["warmup"] for e in series.sequence] == [True, True] + [False] * 6
+    assert series.pairs("perf") == [(101.0, 100.0 + w)] * 3
+    assert all(set(e["conditions"]) >= {"foreign_cpus", "steal_pct"} for e in series.sequence)
+    ran.clear()
+    evaluator.measure_paired(ctx, "cpu", "normal", cand, policy)
+    assert (1, -1) not in ran and (w, -1) not in ran  # warm-up once per (genome, regime)
+
+
+def test_a_loud_host_makes_trials_invalid_not_failed(ctx, monkeypatch):
+    from dream.conditions import QuietGate
+
+    class Loud(QuietGate):
+        def foreign_now(self, cpus):
+            return 1.7
+
+    ctx.gate = Loud(0.5, probe_s=0.01, wait_s=0.0)
+    monkeypatch.setattr(evaluator, "run_trial", lambda *a, **k: pytest.fail("ran on a loud host"))
+    stock = ctx.spec("cpu").stock()
+    series = evaluator.measure_paired(ctx, "cpu", "normal", {**stock, "thread_count": 1},
+                                      ctx.cfg.policy)  # fmt: skip
+    assert series.outcomes and all(o.invalid for o in series.outcomes)
+    assert series.failed == [] and series.valid_blocks == []
+    assert "host not quiet: other processes kept 1.70 CPUs busy" in series.outcomes[0].reason
+    assert "valid blocks can no longer be reached" in series.stop_reason

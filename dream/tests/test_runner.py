@@ -63,7 +63,7 @@ def test_a_crash_is_a_failed_trial_after_its_retries(tmp_path):
     assert not out.ok and out.metrics == {}
     assert out.attempts == 2
     assert out.reason == "script exited with status 3: boom"
-    assert out.failure_record() == {"trial": 4, "attempts": 2, "reason": out.reason}
+    assert out.failure_record() == {"trial": 4, "attempts": 2, "reason": out.reason, "sensors": {}}
 
 
 def test_garbage_output_is_a_failed_trial(tmp_path):
@@ -170,7 +170,7 @@ def test_stress_ng_command_carries_genes_and_measurement_flags(tmp_path):
     assert text.startswith(
         "stress-ng --cpu 1 --cpu-method matrixprod --vm 1 --vm-bytes 10% --vm-madvise hugepage"
     )
-    assert "--timeout 2s --metrics --yaml" in text and "--seed 9 --taskset 0,1" in text
+    assert "--timeout 1s --metrics --yaml" in text and "--seed 9 --taskset 0,1" in text
     fio = build_command(
         cfg,
         "storage",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dream.config import REGIMES, load_config
-from dream.significance import improves_over_baseline, welch_greater
+from dream.config import load_config
+from dream.significance import improves_over_baseline, log_ratio
 
 
 def test_stock_scores_0_7_and_0_8_without_watts(evaluate):
@@ -22,22 +22,18 @@ def test_stock_scores_0_7_and_0_8_without_watts(evaluate):
     assert regime["ci95"]["watts"] is None and "not measurable" in regime["unavailable"]["watts"]
 
 
-def test_score_is_invariant_to_the_units_of_each_kpi(evaluate, baseline_record):
+def test_score_is_invariant_to_the_units_of_each_kpi(evaluate):
     # Reference bug: the score added ops/s, ms and W as raw numbers, so a unit change re-ranked packs.
     perf, p95, watts = evaluate.stock
     cand = ([x * 1.03 for x in perf], [x * 0.9 for x in p95], [x * 1.01 for x in watts])
     ref = evaluate(perf=cand[0], p95=cand[1], watts=cand[2])
     unit = (1e-3, 1e3, 1e3)  # ops/ms, us, mW
-    samples = {
-        "perf": [x * unit[0] for x in perf],
-        "p95_ms": [x * unit[1] for x in p95],
-        "watts": [x * unit[2] for x in watts],
-    }
+    scale = [[x * u for x in xs] for xs, u in zip(evaluate.stock, unit, strict=True)]
     rescaled = evaluate(
         perf=[x * unit[0] for x in cand[0]],
         p95=[x * unit[1] for x in cand[1]],
         watts=[x * unit[2] for x in cand[2]],
-        baselines={r: baseline_record("cpu", r, samples) for r in REGIMES},
+        stock=scale,
     )
     assert rescaled["aggregate"]["score_v2"] == pytest.approx(ref["aggregate"]["score_v2"])
     assert ref["aggregate"]["score_v2"] == pytest.approx(1.03 - 0.2 * 0.9 - 0.1 * 1.01)
@@ -56,8 +52,14 @@ def test_a_fake_reading_over_a_cap_makes_the_pack_unsafe_with_a_null_score(ctx, 
 
 
 def test_tolerance_keys_change_the_verdict(ctx, evaluate):
-    better = [x * 1.01 for x in evaluate.stock[0]]
-    assert evaluate(perf=better)["aggregate"]["improves_over_baseline"] is True
+    perf, p95, watts = evaluate.stock
+    wobble = [1.02, 0.98, 1.01, 0.99, 1.0]  # the candidate's p95 and watts vary around stock's
+    cand = {
+        "perf": [x * 1.01 for x in perf],
+        "p95": [x * w for x, w in zip(p95, wobble, strict=True)],
+        "watts": [x * (1 + (w - 1) / 2) for x, w in zip(watts, wobble, strict=True)],
+    }
+    assert evaluate(**cand)["aggregate"]["improves_over_baseline"] is True
     for override in (
         "caps.tolerance.perf_improvement_pct=2.0",
         "caps.tolerance.latency_regression_pct=1.0",
@@ -65,12 +67,17 @@ def test_tolerance_keys_change_the_verdict(ctx, evaluate):
         "caps.tolerance.perf_alpha=0.00001",
     ):
         ctx.cfg = load_config(overrides=[override])
-        assert evaluate(perf=better)["aggregate"]["improves_over_baseline"] is False, override
+        assert evaluate(**cand)["aggregate"]["improves_over_baseline"] is False, override
 
 
 def test_global_and_execution_keys_change_the_verdict(ctx, evaluate):
     perf, p95, watts = evaluate.stock
-    ctx.cfg = load_config(overrides=["regimes.profiles.local.execution.min_successful_trials=5"])
+    ctx.cfg = load_config(
+        overrides=[
+            "regimes.profiles.local.execution.trials=5",
+            "regimes.profiles.local.execution.min_successful_trials=5",
+        ]
+    )
     pack = evaluate(perf=perf[:4], p95=p95[:4], watts=watts[:4])
     assert pack["aggregate"]["score_status"] == "insufficient"
     assert pack["aggregate"]["score_v2"] is None
@@ -93,14 +100,12 @@ def test_an_unmeasured_reading_is_neither_a_failure_nor_a_violation(evaluate):
     assert pack["safe"] is True and pack["aggregate"]["score_status"] == "ok"
 
 
-def test_without_a_baseline_nothing_counts_as_improved(evaluate):
+def test_a_genome_that_moves_no_gene_of_any_regime_cannot_improve(evaluate):
     # Reference bug: the first candidate seen became the baseline and "no delta" read as improved.
-    pack = evaluate(perf=[x * 2 for x in evaluate.stock[0]], baselines={})
-    assert pack["aggregate"]["improves_over_baseline"] is None
-    assert pack["aggregate"]["score_status"] == "no_baseline"
-    assert pack["aggregate"]["score_v2"] is None
-    assert pack["regimes"][0]["baseline"] is None and pack["regimes"][0]["delta"]["perf"] is None
-    assert set(pack["baseline_ids"].values()) == {None}
+    pack = evaluate(perf=[x * 2 for x in evaluate.stock[0]], genome={})
+    assert [r["affected"] for r in pack["regimes"]] == [False] * 4
+    assert all(r["gain"] is True for r in pack["regimes"])  # the numbers alone would say "better"
+    assert pack["aggregate"]["improves_over_baseline"] is False
 
 
 def test_fewer_than_three_trials_give_no_verdict(ctx, evaluate):
@@ -111,22 +116,29 @@ def test_fewer_than_three_trials_give_no_verdict(ctx, evaluate):
     assert pack["aggregate"]["improves_over_baseline"] is None
 
 
-def test_deltas_match_successful_trials_and_screen_runs_normal_only(evaluate):
+def test_deltas_are_per_block_and_screen_runs_normal_only(evaluate):
     perf = evaluate.stock[0]
     pack = evaluate(stage="screen")
     assert [r["regime"] for r in pack["regimes"]] == ["normal"] and pack["stage"] == "screen"
     regime = pack["regimes"][0]
-    assert len(regime["delta"]["perf"]) == regime["trials_ok"] == 5
-    assert regime["delta"]["perf"][0] == pytest.approx(perf[0] - sum(perf) / 5)
+    assert len(regime["delta"]["perf"]) == regime["blocks_valid"] == 5
+    assert regime["delta"]["perf"][0] == pytest.approx(perf[0] - perf[0] * evaluate.noise[0])
+    assert [b["order"] for b in regime["blocks"]] == ["AB", "BA", "AB", "BA", "AB"]
     lo, hi = regime["ci95"]["perf"]
     assert lo < sum(perf) / 5 < hi
 
 
-def test_welch_is_one_sided_and_improvement_needs_every_regime():
-    assert welch_greater([11, 12, 11.5, 12.2], [10, 10.5, 10.2, 9.9]) < 0.01
-    assert welch_greater([9, 9.5, 9.2, 9.1], [10, 10.5, 10.2, 9.9]) > 0.99
-    assert welch_greater([1.0], [2.0, 3.0]) is None
-    assert improves_over_baseline([True, True, True, True]) is True
-    assert improves_over_baseline([True, None, True, True]) is None
-    assert improves_over_baseline([True, None, False, True]) is False
+def test_improves_needs_a_gain_where_affected_and_no_loss_anywhere():
+    # (affected, gain, non-inferior) per regime
+    assert improves_over_baseline([(True, True, True), (False, False, True)]) is True
+    assert improves_over_baseline([(True, True, True), (False, True, False)]) is False
+    assert improves_over_baseline([(False, True, True), (False, True, True)]) is False
+    assert improves_over_baseline([(True, False, True), (True, None, True)]) is None
+    assert improves_over_baseline([(True, True, True), (False, None, None)]) is None
     assert improves_over_baseline([]) is None
+
+
+def test_log_ratio_terms_are_floored_and_clipped():
+    assert log_ratio(0.06, 0.0001, floor=1.0, max_abs=2.0) == 0.0  # both under the floor
+    assert log_ratio(50.0, 2.0, floor=1.0, max_abs=2.0) == 2.0  # x25 clipped to e^2
+    assert log_ratio(2.0, 1.0, floor=1.0, max_abs=2.0) == pytest.approx(0.6931, abs=1e-4)

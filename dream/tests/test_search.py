@@ -55,11 +55,12 @@ def test_told_values_are_normalised_kpis_with_cap_constraints(ctx, tmp_path, eva
 def test_unscoreable_packs_are_failed_trials(ctx, tmp_path, evaluate):
     engine = _engine(ctx, tmp_path, population=2)
     a, b = engine.ask(0)
-    assert engine.tell(a, evaluate(watts=None, baselines={})) == "fail"  # no_baseline
+    unsafe_to_score = evaluate(watts=None, failed=(0, 1, 2))  # over max_trial_failures: unsafe
+    assert engine.tell(a, unsafe_to_score) == "complete"  # told, with a violated constraint
     short = evaluate(watts=None, perf=[100.0, 101.0], p95=[2.0, 2.1])
     assert short["aggregate"]["score_status"] == "insufficient"
     assert engine.tell(b, short) == "fail"
-    assert _states(engine) == ["FAIL", "FAIL"]
+    assert _states(engine) == ["COMPLETE", "FAIL"]
 
 
 def test_constraints_count_failures_and_ignore_unmeasurable_caps(evaluate):

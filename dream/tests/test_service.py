@@ -50,9 +50,14 @@ def test_each_generation_screens_all_runs_top_k_full_and_tells_the_study(ctx, sy
     )
     trials = engine.study.get_trials()
     assert len(trials) == 8 and all(t.state.is_finished() for t in trials)
-    assert {t.user_attrs["cand_id"]: t.user_attrs["stage"] for t in trials} == {
-        k: p["stage"] for k, p in packs.items()
-    }
+    # The search study holds every candidate's screen; the full study only the finalists' fresh trials.
+    assert {t.user_attrs["stage"] for t in trials} == {"screen"}
+    full_trials = engine.full_study.get_trials()
+    assert sorted(t.user_attrs["cand_id"] for t in full_trials) == sorted(
+        k for k, p in packs.items() if p["stage"] == "full"
+    )
+    assert all(t.params == trials[i].params for t in full_trials for i in range(len(trials))
+               if trials[i].user_attrs["cand_id"] == t.user_attrs["cand_id"])  # fmt: skip
     beat = json.loads((ctx.artifacts / "logs/service_heartbeat.json").read_text())
     assert beat["status"] == "complete" and beat["step"] == beat["total"] == 2
 
@@ -61,8 +66,10 @@ def test_a_rerun_continues_where_the_last_one_stopped(ctx, synthetic):
     _run(ctx, generations=1)
     n = len(synthetic.calls)
     assert n == 4 + 4 + 4  # baselines, screens, one full over four regimes
-    # The finalist's full `normal` continues its 3 screen trials; every other regime starts afresh.
-    assert [(r, k) for _, r, _, k in synthetic.calls if k] == [("normal", 3)]
+    # The finalist's full evaluation runs fresh trials on all four regimes, `normal` included.
+    full = synthetic.calls[8:]
+    assert [r for _, r, _ in full] == ["idle", "normal", "stress", "mixed"]
+    assert full[1][2] in [g for _, r, g in synthetic.calls[4:8]]
     _run(ctx, generations=2)
     assert len(synthetic.calls) == n + 8  # only generation 1; baselines and generation 0 reused
     assert [r["generation"] for r in read_telemetry(ctx.artifacts, "cpu")] == [0, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ def require_available(names: Iterable[str], host: HostInfo) -> None:
 
 
 def genome_spec(name: str, host: HostInfo, actuation: Actuation) -> GenomeSpec:
-    """The domain's genes on this host, with every gene the actuation cannot move frozen."""
+    """The domain's genes on this host, with every gene the actuation cannot move frozen.
+
+    Under real actuation a writable gene's stock is the host's current value (read before the
+    first write), not the code's default: the stock baseline must be the host as it is.
+    """
     genes = domain_module(name).genes(host)
-    return GenomeSpec(name, genes, actuation.frozen(name, genes))
+    frozen = actuation.frozen(name, genes)
+    if actuation.mode == "real":
+        values, why = actuation.host_stock(name, genes)
+        genes = tuple(
+            dataclasses.replace(g, default=values[g.name]) if g.name in values else g for g in genes
+        )
+        frozen.update(why)
+    return GenomeSpec(name, genes, frozen)

@@ -12,7 +12,7 @@ from dream.host import HostInfo
 
 POLICIES = ("other", "batch")
 THP = ("never", "madvise", "always")
-METRICS = ("load_average_1m",)
+METRICS: tuple[str, ...] = ()
 
 
 def _sched(name: str) -> Setting:
