@@ -18,6 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from avalanche_llm import canon
+from avalanche_llm.errors import DeterminismError
 from avalanche_llm.io.artifacts import RunArtifacts
 from avalanche_llm.io.hashing import sha256_array, sha256_json
 from labkit.errors import ConfigError, MissingInputError
@@ -138,10 +139,13 @@ def draw_slice(
 
 
 def verify_slice(sl: Slice, upstream: RunArtifacts) -> None:
-    """Exit 3 unless `upstream` recorded slice `sl.name` with the same hash."""
+    """Exit 3 when `upstream` recorded no slice `sl.name`, exit 2 when it recorded another hash
+    (a determinism failure: the same names re-derived different windows)."""
     recorded = upstream.read_json(canon.output("SLICE_JSON")).get(sl.name)
-    if recorded is None or recorded["sha256"] != sl.sha256:
-        was = None if recorded is None else recorded["sha256"][:12]
-        raise MissingInputError(
-            f"slice {sl.name} re-derived as {sl.sha256[:12]} but {upstream.run_id} recorded {was}"
+    if recorded is None:
+        raise MissingInputError(f"{upstream.run_id} recorded no slice {sl.name}")
+    if recorded["sha256"] != sl.sha256:
+        raise DeterminismError(
+            f"slice {sl.name} re-derived as {sl.sha256[:12]} but {upstream.run_id} recorded "
+            f"{recorded['sha256'][:12]}"
         )

@@ -8,6 +8,7 @@ from transformers import AutoTokenizer
 
 from avalanche_llm import canon
 from avalanche_llm.config import resolve_config
+from avalanche_llm.errors import DeterminismError
 from avalanche_llm.slices import draw_slice, slice_size, token_windows, verify_slice
 from labkit.errors import MissingInputError
 
@@ -61,7 +62,7 @@ def test_calibration_and_heldout_are_disjoint_and_stable(cfg, tokenizer):
     b = draw_slice(cfg, "B_eval", anchor, tokenizer, d_ff=172)
     assert b.dataset["split"] == "test" and b.windows.shape == (16, 64)
     verify_slice(cal, FakeRun({"A_cal": cal.describe()}))
-    with pytest.raises(MissingInputError, match="A_cal"):
+    with pytest.raises(DeterminismError, match="A_cal"):  # exit 2: a determinism failure
         verify_slice(cal, FakeRun({"A_cal": other.describe()}))
     with pytest.raises(MissingInputError):
         verify_slice(held, FakeRun({"A_cal": cal.describe()}))
