@@ -26,7 +26,8 @@ ITEMS = canon.output("ARC_ITEMS_PARQUET")
 def _rows(ctx: PhaseContext):
     ds = ctx.cfg["datasets"]["ARC_MCQ"]
     rows = dataset_split(ds["id"], ds["config"], ds["split"], ctx.cfg["runtime"]["local_hint"])
-    return rows if ds["max_items"] is None else rows.select(range(min(ds["max_items"], len(rows))))
+    # take() works on saved and streamed splits alike, and fetches no item beyond max_items
+    return rows if ds["max_items"] is None else rows.take(ds["max_items"])
 
 
 def versus_g1(
