@@ -55,7 +55,8 @@ AV_PHASES := phase0_validate_env phase1_calibrate phase2_gain_grid phase2_select
   phase8_release
 demo-avalanche: $(STAMP)
 	cd avalanche_llm && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
-	  for p in $(AV_PHASES); do ../$(PY) -m avalanche_llm $$p --config configs/pipeline_local.yaml --out_root $$out || exit $$?; done && \
+	  for p in $(AV_PHASES) controls; do ../$(PY) -m avalanche_llm $$p --config configs/pipeline_local.yaml --out_root $$out || exit $$?; done && \
+	  echo "AvalancheLLM controls:" && find $$out -name controls.json && \
 	  echo "AvalancheLLM tables:" && find $$out -path '*/tables/*.csv' | sort && \
 	  echo "AvalancheLLM figures:" && find $$out -path '*/figs/*.png' | sort
 

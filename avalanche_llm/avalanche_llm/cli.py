@@ -60,19 +60,25 @@ def main(args: argparse.Namespace) -> int:
     """Resolve the config for this phase and execute it."""
     from avalanche_llm.runs import execute
 
-    overrides = list(args.set)
+    options = []
     for flag, key in canon.registry()["CLI"]["OPTIONS"].get(args.subcommand, {}).items():
         value = getattr(args, flag.lstrip("-"))
         if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    config = resolve_config(
-        args.config,
-        model_role=args.model_role,
-        device=args.device,
-        dtype=args.dtype,
-        overrides=overrides,
-    )
-    return execute(args.subcommand, load_phase(args.subcommand), config, args)
+            options.append(f"{key}={json.dumps(value)}")
+
+    def resolved(overrides: list[str]):
+        return resolve_config(
+            args.config,
+            model_role=args.model_role,
+            device=args.device,
+            dtype=args.dtype,
+            overrides=overrides,
+        )
+
+    config = resolved([*args.set, *options])
+    # Phase-specific flags are part of this run's hash but not of its upstream runs'.
+    upstream = resolved(list(args.set)).sha256 if options else None
+    return execute(args.subcommand, load_phase(args.subcommand), config, args, upstream)
 
 
 def cli(argv: Sequence[str] | None = None) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -222,16 +224,44 @@ def check_upstream_weights(deps: dict[str, RunArtifacts], cfg: dict[str, Any]) -
             )
 
 
+@contextlib.contextmanager
+def recording_nondeterminism(run: StageRun) -> Iterator[None]:
+    """Record in the run record (determinism.nondeterministic_ops) every op torch warns has no
+    deterministic implementation; other warnings pass through unchanged."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        ops = sorted({str(w.message) for w in caught if "deterministic" in str(w.message)})
+        others = {(str(w.message), w.category, w.filename, w.lineno): w for w in caught}
+        for (text, *_), w in others.items():  # outside the catching block, each once
+            if text not in ops:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        run.update(determinism={**run.record["determinism"], "nondeterministic_ops": ops})
+
+
 def execute(
-    subcommand: str, module: ModuleType, config: ResolvedConfig, args: argparse.Namespace
+    subcommand: str,
+    module: ModuleType,
+    config: ResolvedConfig,
+    args: argparse.Namespace,
+    upstream_sha256: str | None = None,
 ) -> int:
-    """Run one phase end to end with the contract's checks and exit codes; returns 0."""
+    """Run one phase end to end with the contract's checks and exit codes; returns 0.
+
+    Upstream runs are found by `upstream_sha256` (default: this config's hash): a phase-specific
+    flag such as --arc_split changes this run's hash, not the hash its upstream runs were made with.
+    """
     started = time.monotonic()
     out_root = Path(args.out_root)
     stage = module.STAGE
     determinism = setup_determinism(config.data)
     env = check_environment(config.data)
-    deps = find_dependencies(module.NEEDS, out_root, config.sha256, getattr(args, "dep", []))
+    deps = find_dependencies(
+        module.NEEDS, out_root, upstream_sha256 or config.sha256, getattr(args, "dep", [])
+    )
     check_upstream_weights(deps, config.data)
     run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
     ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
@@ -261,7 +291,8 @@ def execute(
     run.update(versions={"transformers_pin_ok": env["pin_ok"]})
     run.set_status("running")
     try:
-        module.run(ctx)
+        with recording_nondeterminism(run):
+            module.run(ctx)
     except BaseException as exc:
         run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -12,17 +12,22 @@ import hashlib
 import math
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from avalanche_llm import canon
+from avalanche_llm.errors import DeterminismError
 from avalanche_llm.io.artifacts import RunArtifacts
 from avalanche_llm.io.hashing import sha256_array, sha256_json
 from labkit.errors import ConfigError, MissingInputError
 from labkit.zoo import load_dataset
+from labkit.zoo.catalog import is_zoo_name
+from labkit.zoo.hub import hub_unreachable_reason
 
+STREAMED_FILES = (".json", ".jsonl")
 # name -> (dataset role, config key of n, slices whose windows it must not reuse)
 SLICES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "A_cal": ("A", "n_windows_a_calibration", ()),
@@ -60,10 +65,33 @@ class Slice:
 
 @cache
 def dataset_split(ds_id: str, config: str | None, split: str, hint: str) -> Any:
+    """One split of a data set: zoo and saved data sets in full, hub ids and JSON-lines files as
+    a stream (only the documents a slice reads are fetched; nothing prepares a whole config)."""
+    if not is_zoo_name(ds_id) and not Path(ds_id).is_dir():
+        return streamed_split(ds_id, config, split, hint)
     data = load_dataset(ds_id, config=config, local_hint=hint)
     if split not in data:
         raise ConfigError(f"data set {ds_id} has no split {split!r}; splits: {', '.join(data)}")
     return data[split]
+
+
+def streamed_split(ds_id: str, config: str | None, split: str, hint: str) -> Any:
+    """`datasets.IterableDataset` of a hub id (+ config) or a local JSON-lines file, read in order."""
+    import datasets
+
+    if Path(ds_id).suffix in STREAMED_FILES:
+        if not Path(ds_id).is_file():
+            raise MissingInputError(f"no such file: {ds_id}")
+        return datasets.load_dataset("json", data_files={split: ds_id}, split=split, streaming=True)
+    reason = hub_unreachable_reason()
+    if reason is not None:
+        raise MissingInputError(
+            f"hub data set {ds_id!r} needs the hub, unreachable ({reason}); {hint}"
+        )
+    try:
+        return datasets.load_dataset(ds_id, config, split=split, streaming=True)
+    except ValueError as exc:  # an unknown split or config
+        raise ConfigError(f"data set {ds_id} ({config}): {exc}") from None
 
 
 def token_windows(
@@ -138,10 +166,13 @@ def draw_slice(
 
 
 def verify_slice(sl: Slice, upstream: RunArtifacts) -> None:
-    """Exit 3 unless `upstream` recorded slice `sl.name` with the same hash."""
+    """Exit 3 when `upstream` recorded no slice `sl.name`, exit 2 when it recorded another hash
+    (a determinism failure: the same names re-derived different windows)."""
     recorded = upstream.read_json(canon.output("SLICE_JSON")).get(sl.name)
-    if recorded is None or recorded["sha256"] != sl.sha256:
-        was = None if recorded is None else recorded["sha256"][:12]
-        raise MissingInputError(
-            f"slice {sl.name} re-derived as {sl.sha256[:12]} but {upstream.run_id} recorded {was}"
+    if recorded is None:
+        raise MissingInputError(f"{upstream.run_id} recorded no slice {sl.name}")
+    if recorded["sha256"] != sl.sha256:
+        raise DeterminismError(
+            f"slice {sl.name} re-derived as {sl.sha256[:12]} but {upstream.run_id} recorded "
+            f"{recorded['sha256'][:12]}"
         )

@@ -8,18 +8,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from avalanche_llm.analysis.controls import IID
 from avalanche_llm.metrics.avalanches import avalanches
 from avalanche_llm.metrics.branching import branching_with_nulls
 from avalanche_llm.metrics.branching_mr import mr_branching, raster_activity
 from avalanche_llm.metrics.crackling import crackling
 from avalanche_llm.metrics.stats import ci_seed
 from avalanche_llm.metrics.susceptibility import chi
-from avalanche_llm.metrics.tails import fit_tail
 from avalanche_llm.raster.build import occupancy
 from avalanche_llm.raster.nulls import circular_shift, time_permutation
+from avalanche_llm.raster.synthetic import iid_like
 from labkit.errors import MissingInputError
-
-TAIL_QUANTITIES = {"S": "size", "D": "duration", "H": "height"}
 
 
 def taus_at(tau: pd.DataFrame, g: float) -> dict[tuple[str, str], np.ndarray]:
@@ -33,12 +32,18 @@ def taus_at(tau: pd.DataFrame, g: float) -> dict[tuple[str, str], np.ndarray]:
     }
 
 
+def iid_control(A: np.ndarray, run_id: str, cond: Any, seed: int) -> np.ndarray:
+    """The rate-matched iid control of one condition's raster (its own seed per condition)."""
+    return iid_like(A, ci_seed(run_id, cond, IID, seed))
+
+
 def row_nulls(A: np.ndarray, run_id: str, cond: int, seq_ids: np.ndarray, seed: int) -> dict:
-    """Within-layer permutation and circular-shift nulls of one condition's raster."""
+    """Within-layer permutation and circular-shift nulls and the rate-matched iid control."""
     stacked = A[None]
     return {
         "perm": time_permutation(stacked, run_id, [cond], seq_ids, seed)[0],
         "shift": circular_shift(stacked, run_id, [cond], seq_ids, seed)[0][0],
+        IID: iid_control(A, run_id, cond, seed),
     }
 
 
@@ -63,6 +68,7 @@ def branching_row(
         "rate_mean": float(A.sum(dtype=np.int64)) / (A.size * d_ff),
         **row,
         "chi": chi(A, pipeline["chi_eps"]),
+        **{f"chi_{name}": chi(v, pipeline["chi_eps"]) for name, v in nulls.items()},
     }
 
 
@@ -72,7 +78,7 @@ def crackling_of(
     run_id: str,
     cond: Any,
     pipeline: Mapping[str, Any],
-    **taus: float,
+    **exponents: float,
 ) -> dict[str, Any]:
     """The crackling relation of a condition's avalanches with the pipeline's range and gate."""
     return crackling(
@@ -83,7 +89,7 @@ def crackling_of(
         d_range=(pipeline["crackling_d_range_min"], pipeline["crackling_d_range_max"]),
         min_points=pipeline["crackling_min_points"],
         ci_width_max=pipeline["bootstrap_ci_width_max"],
-        **taus,
+        **exponents,
     )
 
 
@@ -126,12 +132,5 @@ def grid_row(
         "crackling_pass": ck["pass"],
         **avalanche_row(av),
         "m_mr": mr_branching(raster_activity(A)),
+        **{f"m_mr_{name}": mr_branching(raster_activity(v)) for name, v in nulls.items()},
     }
-
-
-def tail_rows(av: pd.DataFrame, min_tail: int) -> list[dict[str, Any]]:
-    """T04 rows of one condition's avalanches: a discrete power-law fit of S, D and H each."""
-    return [
-        {"quantity": q, **fit_tail(av[col].to_numpy(), min_tail)}
-        for q, col in TAIL_QUANTITIES.items()
-    ]

@@ -40,3 +40,9 @@ def avalanches(
             "the threshold is too low for a meaningful raster"
         )
     return dict(zip(COLUMNS, (seq, size, sites, duration, height, t_min, l_min), strict=True))
+
+
+def uncut(av: dict[str, np.ndarray], n_tokens: int) -> np.ndarray:
+    """Mask of avalanches touching neither the first nor the last token of their window: the
+    window does not cut their size and duration."""
+    return (av["t_min"] > 0) & (av["t_min"] + av["duration"] < n_tokens)

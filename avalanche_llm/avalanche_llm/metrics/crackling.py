@@ -1,4 +1,5 @@
-"""Crackling relation <S>(D) ~ D^gamma: OLS on log-log means, avalanche-resampling CI (design §6)."""
+"""Crackling relation <S>(D) ~ D^gamma: OLS on log-log means, avalanche-resampling CI, and the
+exponent prediction gamma_pred = (alpha_D - 1)/(alpha_S - 1) with a propagated CI (design §6)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import math
 
 import numpy as np
 
-from avalanche_llm.metrics.stats import resample_ci
-
 D_RANGE = (3, 64)
 MIN_POINTS = 8
 CI_WIDTH_MAX = 0.5
+Z95 = 1.959963984540054
+# A CI needs at least this share of replicates with a defined gamma; fewer -> no CI, said so.
+MIN_DEFINED_SHARE = 0.5
 
 
 def _mean_size_by_duration(
@@ -38,41 +40,64 @@ def _gamma(
     return _ols(np.log(d), np.log(s))[0] if d.size >= min_points else math.nan
 
 
+def gamma_prediction(
+    alpha_s: float, sigma_s: float, alpha_d: float, sigma_d: float
+) -> tuple[float, float, float]:
+    """gamma_pred = (alpha_D - 1)/(alpha_S - 1) and its 95% CI by first-order error propagation."""
+    if not (np.isfinite([alpha_s, alpha_d]).all() and alpha_s != 1.0):
+        return math.nan, math.nan, math.nan
+    pred = (alpha_d - 1.0) / (alpha_s - 1.0)
+    se = math.hypot(sigma_d / (alpha_s - 1.0), (alpha_d - 1.0) * sigma_s / (alpha_s - 1.0) ** 2)
+    return pred, pred - Z95 * se, pred + Z95 * se
+
+
 def crackling(
     sizes: np.ndarray,
     durations: np.ndarray,
     *,
     seed: int,
     reps: int,
-    tau_s: float = math.nan,
-    tau_d: float = math.nan,
+    alpha_s: float = math.nan,
+    sigma_s: float = math.nan,
+    alpha_d: float = math.nan,
+    sigma_d: float = math.nan,
     d_range: tuple[int, int] = D_RANGE,
     min_points: int = MIN_POINTS,
     ci_width_max: float = CI_WIDTH_MAX,
 ) -> dict[str, float | bool]:
-    """gamma, its 95% CI, r2, n_duration_points, pass (CI width <= max) and the exponent prediction."""
+    """gamma with its 95% CI over avalanche resamples, how many replicates defined a gamma, r2,
+    gamma_pred with its CI, and pass: the CI is at most `ci_width_max` wide AND overlaps
+    gamma_pred's CI (without exponents there is no prediction and no pass)."""
     s = np.asarray(sizes, dtype=np.float64)
     dur = np.asarray(durations, dtype=np.int64)
     d, mean_s = _mean_size_by_duration(s, dur, d_range)
+    pred, pred_lo, pred_hi = gamma_prediction(alpha_s, sigma_s, alpha_d, sigma_d)
     out: dict[str, float | bool] = {
         "gamma": math.nan,
         "gamma_lo": math.nan,
         "gamma_hi": math.nan,
         "r2": math.nan,
         "n_duration_points": int(d.size),
-        "gamma_pred": (tau_d - 1.0) / (tau_s - 1.0) if tau_s != 1.0 else math.nan,
+        "n_reps": reps,
+        "n_reps_defined": 0,
+        "gamma_pred": pred,
+        "gamma_pred_lo": pred_lo,
+        "gamma_pred_hi": pred_hi,
         "pass": False,
     }
     if d.size < min_points:
         return out
     out["gamma"], out["r2"] = _ols(np.log(d), np.log(mean_s))
-
-    def stat(idx: np.ndarray) -> np.ndarray:
-        rows = idx.reshape(-1, idx.shape[-1])
-        vals = [_gamma(s[r], dur[r], d_range, min_points) for r in rows]
-        return np.asarray(vals).reshape(idx.shape[:-1])
-
-    out["gamma_lo"], out["gamma_hi"] = resample_ci(s.size, stat, seed=seed, reps=reps)
+    # Replicates with too few duration points are counted and left out, never allowed to turn
+    # the whole interval into NaN.
+    idx = np.random.default_rng(seed).integers(0, s.size, size=(reps, s.size))
+    reps_gamma = np.array([_gamma(s[r], dur[r], d_range, min_points) for r in idx])
+    defined = reps_gamma[np.isfinite(reps_gamma)]
+    out["n_reps_defined"] = int(defined.size)
+    if defined.size < MIN_DEFINED_SHARE * reps or defined.size == 0:
+        return out
+    out["gamma_lo"], out["gamma_hi"] = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
     width = out["gamma_hi"] - out["gamma_lo"]
-    out["pass"] = bool(np.isfinite(width) and width <= ci_width_max)
+    overlap = out["gamma_lo"] <= pred_hi and pred_lo <= out["gamma_hi"]
+    out["pass"] = bool(width <= ci_width_max and overlap)
     return out

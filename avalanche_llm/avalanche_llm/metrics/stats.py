@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 
 import numpy as np
+import scipy.stats
 
 from labkit.stats import bootstrap_ci
 
@@ -75,3 +76,33 @@ def mean_ci(values: np.ndarray, *, seed: int, reps: int) -> tuple[float, float]:
         expand=False,
     )
     return _nan_pair(res.low, res.high)
+
+
+def paired_difference_ci(
+    before: np.ndarray,
+    after: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    seed: int,
+    reps: int,
+) -> tuple[float, float]:
+    """CI of statistic(after) - statistic(before) over items resampled jointly (paired).
+
+    `statistic` maps per-item values [..., n] to one number per leading index.
+    """
+    a, b = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired arrays differ in shape: {a.shape} vs {b.shape}")
+    return resample_ci(
+        a.size, lambda idx: statistic(b[idx]) - statistic(a[idx]), seed=seed, reps=reps
+    )
+
+
+def mcnemar_exact_p(correct_before: np.ndarray, correct_after: np.ndarray) -> float:
+    """Exact McNemar p-value: a two-sided binomial test on the discordant pairs (1.0 without any)."""
+    a = np.asarray(correct_before, dtype=bool)
+    b = np.asarray(correct_after, dtype=bool)
+    gained, lost = int((~a & b).sum()), int((a & ~b).sum())
+    if gained + lost == 0:
+        return 1.0
+    return float(scipy.stats.binomtest(gained, gained + lost, 0.5).pvalue)

@@ -43,7 +43,9 @@ def run(ctx: PhaseContext) -> None:
     hint = ctx.cfg["runtime"]["local_hint"]
     for role, ds in ctx.cfg["datasets"].items():
         rows = dataset_split(ds["id"], ds["config"], ds["split"], hint)
-        print(f"data {role}: {ds['id']} [{ds['split']}] {len(rows)} rows")
+        # hub data sets stream: their length is unknown until read, and is never needed
+        size = f"{len(rows)} rows" if hasattr(rows, "__len__") else "streamed"
+        print(f"data {role}: {ds['id']} [{ds['split']}] {size}")
     for role in ctx.cfg["models"]:
         lm = ctx.model(role)
         T = min(ctx.const("SEQ_LEN_TOKENS"), CHECK_TOKENS)

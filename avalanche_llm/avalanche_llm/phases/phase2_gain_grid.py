@@ -1,17 +1,19 @@
-"""Gain grid on the A calibration slice: per g, rate-matched tau, rasters, b and delta_b with CIs."""
+"""Gain grid on the A calibration slice: per g, rate-matched tau, rasters, b and delta_b with CIs
+against the perm and shift nulls and the rate-matched iid control, chi and m_MR."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from avalanche_llm import canon
+from avalanche_llm.analysis.summarize import row_nulls
 from avalanche_llm.conditions import condition_key
 from avalanche_llm.events.calibration import Calibration, fit_at_gain, taus_of
 from avalanche_llm.metrics.branching import branching_with_nulls
+from avalanche_llm.metrics.branching_mr import mr_branching, raster_activity
 from avalanche_llm.metrics.stats import ci_seed
 from avalanche_llm.metrics.susceptibility import chi
 from avalanche_llm.raster.build import extract_rasters, occupancy
-from avalanche_llm.raster.nulls import circular_shift, time_permutation
 from avalanche_llm.runs import PhaseContext
 
 STAGE = "S02"
@@ -22,9 +24,6 @@ PRODUCES_RUN = True
 def check(ctx: PhaseContext) -> None:
     """The model and dataset A resolve (offline hub ids fail here, before a run directory exists)."""
     ctx.require_inputs("A")
-
-
-NULLS = ("perm", "shift")
 
 
 def grid_conditions(cal: Calibration, gains: list[float]) -> list[tuple[str, str, float]]:
@@ -62,9 +61,7 @@ def run(ctx: PhaseContext) -> None:
             )
             for (sd, rk), A in rasters.items():
                 c = cond_id[sd, rk, g]
-                stacked = A[None]
-                perm = time_permutation(stacked, run.run_id, [c], seq_ids, p["bootstrap_seed"])[0]
-                shift = circular_shift(stacked, run.run_id, [c], seq_ids, p["bootstrap_seed"])[0][0]
+                nulls = row_nulls(A, run.run_id, c, seq_ids, p["bootstrap_seed"])
                 fit = fits[sd][rk]
                 rows.append(
                     {
@@ -81,14 +78,16 @@ def run(ctx: PhaseContext) -> None:
                         "n_windows": int(A.shape[0]),
                         **branching_with_nulls(
                             occupancy(A),
-                            {"perm": occupancy(perm), "shift": occupancy(shift)},
+                            {name: occupancy(v) for name, v in nulls.items()},
                             seed_of={
                                 t: ci_seed(run.run_id, c, t, p["bootstrap_seed"])
-                                for t in ("b", *NULLS)
+                                for t in ("b", *nulls)
                             },
                             reps=p["bootstrap_reps"],
                         ),
-                        "chi": chi(A),
+                        "chi": chi(A, p["chi_eps"]),
+                        # the curves g* methods mr_near_one and excess_btot read
+                        "m_mr": mr_branching(raster_activity(A)),
                     }
                 )
             hb.beat(step + 1)

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from avalanche_llm import canon
+from avalanche_llm.analysis.controls import IID, Panel, quasi_critical
 from avalanche_llm.analysis.summarize import (
     branching_row,
-    crackling_of,
     grid_row,
+    iid_control,
     row_nulls,
-    tail_rows,
     taus_at,
 )
 from avalanche_llm.errors import GateError
@@ -27,13 +27,19 @@ from avalanche_llm.metrics.avalanches import avalanches
 from avalanche_llm.metrics.signatures import signatures
 from avalanche_llm.plotting.phase5_exports import export
 from avalanche_llm.raster.build import extract_rasters, occupancy
+from avalanche_llm.raster.nulls import PERM, SHIFT, SHUFFLE
 from avalanche_llm.runs import PhaseContext
 from labkit.errors import SchemaError
 
 STAGE = "S05"
 NEEDS: tuple[str, ...] = ("S01", "S02", "S02B", "S03", "S04")
 PRODUCES_RUN = True
-NULL_KEYS = {"perm": "A_perm", "shift": "A_shift", "shuffle": "A_shuffle"}
+# short name -> (NULL_ID, key of the S04 null rasters)
+NULLS = {
+    "perm": (PERM, "A_perm"),
+    "shift": (SHIFT, "A_shift"),
+    "shuffle": (SHUFFLE, "A_shuffle"),
+}
 
 
 def check(ctx: PhaseContext) -> None:
@@ -91,15 +97,27 @@ def run(ctx: PhaseContext) -> None:
             hb.beat(len(gains) + step + 1)
     metrics = pd.DataFrame(rows)
     run.write_parquet(canon.output("METRICS_PARQUET"), metrics, name="METRICS_PARQUET")
-    at_gstar = analyze_s03(ctx, s03, s04, measure)
+    at_gstar, verdicts = analyze_s03(ctx, s03, s04, measure)
     check_descriptive_gates(ctx, at_gstar)
     curves = metrics[metrics["intervention_id"] == "MLP_GLOBAL"]
+    verdicts = verdicts[verdicts["g_label"] == "gstar"]
     sig_rows = []
     for key, v in sorted(gstar.items()):
         passed = at_gstar.loc[(at_gstar["condition"] == key), "pass"]
         sig = signatures(
-            curves[curves["condition"] == key], v["gstar"], v["status"], bool(passed.iloc[0])
+            curves[curves["condition"] == key],
+            v["gstar"],
+            v["status"],
+            bool(passed.iloc[0]),
+            g_diff_max=p["signature_alignment_g_diff_max"],
         )
+        mine = verdicts[verdicts["condition"] == key]
+        status = dict(zip(mine["signature"], mine["status"], strict=True))
+        sig |= {
+            "quasi_critical": quasi_critical(status, p["quasi_critical_min_signatures"]),
+            "evidence": ",".join(k for k, s in status.items() if s == "evidence"),
+            "uninformative": ",".join(k for k, s in status.items() if s == "uninformative"),
+        }
         sig_rows.append(
             {
                 "condition": key,
@@ -149,35 +167,44 @@ def analyze_s03(ctx: PhaseContext, s03, s04, measure: dict) -> pd.DataFrame:
     ):
         raise SchemaError(f"{s04.run_id} nulls do not line up with the {s03.run_id} rasters")
     keep = ["cond_id", "condition", "spike_def", "rate_key", "rho", "g_label", "g", "gstar_status"]
-    compare, av_frames, tails, crack = [], [], [], []
+    compare, av_frames, tails, crack, side, verdicts = [], [], [], [], [], []
     for i, c in enumerate(conds[keep].to_dict("records")):
         A = real["A"][i]
         tag = f"S03:{c['cond_id']}"
-        null_arrays = {name: nulls[key][i] for name, key in NULL_KEYS.items()}
-        compare.append({**c, **branching_row(A, null_arrays, cond=tag, **measure)})
+        controls = {
+            name: nulls[key][i] for name, (nid, key) in NULLS.items() if nid in p["null_ids"]
+        }
+        controls[IID] = iid_control(A, run.run_id, tag, p["bootstrap_seed"])
+        compare.append({**c, **branching_row(A, controls, cond=tag, **measure)})
         av = pd.DataFrame(
             avalanches(occupancy(A), A, p["adjacency"], p["cc_max_components_per_seq_hardfail"])
         )
         av_frames.append(av.assign(**{k: c[k] for k in ("cond_id", "condition", "g_label")}))
-        if c["g_label"] != "gstar":
-            continue  # discrete tail fits cost ~1 s each: descriptive, so at g* only
-        fits = tail_rows(av, p["tail_fit_min_tail_samples"])
-        tails += [{**c, **f} for f in fits]
-        alpha = {f["quantity"]: f["alpha"] for f in fits}
-        ck = crackling_of(
-            av, run_id=run.run_id, cond=tag, pipeline=p, tau_s=alpha["S"], tau_d=alpha["D"]
-        )
-        crack.append({**c, **ck})
+        # Tail fits and crackling cost seconds per raster: descriptive at g=1, so at g* only.
+        at_gstar = c["g_label"] == "gstar"
+        panel = Panel(A, controls, run_id=run.run_id, cond=tag, pipeline=p, fits=at_gstar)
+        rows, status = panel.rows()
+        side += [{**c, **r} for r in rows]
+        verdicts += [{**c, **v, **panel.extras()} for v in status]
+        if not at_gstar:
+            continue
+        fitted = panel.fitted("real")
+        n_edge = fitted["n_edge_excluded"]
+        tails += [
+            {**c, "quantity": q, **f, "n_edge_excluded": n_edge} for q, f in fitted["tails"].items()
+        ]
+        crack.append({**c, **fitted["crackling"]})
     avalanche_cols = ["cond_id", "condition", "g_label"]
     frame = pd.concat(av_frames, ignore_index=True)
     frame = frame[avalanche_cols + [k for k in frame.columns if k not in avalanche_cols]]
-    run.write_parquet(canon.output("AVALANCHES_PARQUET"), frame, name="AVALANCHES_PARQUET")
-    run.write_parquet(
-        canon.output("NULL_COMPARE_PARQUET"), pd.DataFrame(compare), name="NULL_COMPARE_PARQUET"
-    )
-    run.write_parquet(
-        canon.output("TAIL_FITS_PARQUET"), pd.DataFrame(tails), name="TAIL_FITS_PARQUET"
-    )
-    crack_frame = pd.DataFrame(crack)
-    run.write_parquet(canon.output("CRACKLING_PARQUET"), crack_frame, name="CRACKLING_PARQUET")
-    return crack_frame
+    writes = {
+        "AVALANCHES_PARQUET": frame,
+        "NULL_COMPARE_PARQUET": pd.DataFrame(compare),
+        "TAIL_FITS_PARQUET": pd.DataFrame(tails),
+        "CRACKLING_PARQUET": pd.DataFrame(crack),
+        "CONTROLS_COMPARE_PARQUET": pd.DataFrame(side),
+        "CONTROLS_VERDICTS_PARQUET": pd.DataFrame(verdicts),
+    }
+    for name, df in writes.items():
+        run.write_parquet(canon.output(name), df, name=name)
+    return writes["CRACKLING_PARQUET"], writes["CONTROLS_VERDICTS_PARQUET"]

@@ -1,4 +1,5 @@
-"""ARC-style multiple choice at g=1 and at every condition's g*: accuracy with CI and log-prob margin."""
+"""ARC-style multiple choice at g=1 and at every condition's g*: accuracy with CI, log-prob margin, and
+the g-minus-g=1 accuracy difference with a paired CI over items and an exact McNemar p."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pandas as pd
 from avalanche_llm import canon
 from avalanche_llm.evaluation.mcq import encode, score, summarize
 from avalanche_llm.io.hashing import sha256_json
-from avalanche_llm.metrics.stats import ci_seed, mean_ci
+from avalanche_llm.metrics.stats import ci_seed, mcnemar_exact_p, mean_ci, paired_difference_ci
 from avalanche_llm.plotting import figures
 from avalanche_llm.plotting.outputs import source, write_figure, write_table
 from avalanche_llm.plotting.tables import to_table_names
@@ -25,7 +26,29 @@ ITEMS = canon.output("ARC_ITEMS_PARQUET")
 def _rows(ctx: PhaseContext):
     ds = ctx.cfg["datasets"]["ARC_MCQ"]
     rows = dataset_split(ds["id"], ds["config"], ds["split"], ctx.cfg["runtime"]["local_hint"])
-    return rows if ds["max_items"] is None else rows.select(range(min(ds["max_items"], len(rows))))
+    # take() works on saved and streamed splits alike, and fetches no item beyond max_items
+    return rows if ds["max_items"] is None else rows.take(ds["max_items"])
+
+
+def versus_g1(
+    base: pd.DataFrame, at: pd.DataFrame, run_id: str, g: float, pipeline: dict
+) -> dict[str, float]:
+    """Accuracy at g minus at g=1 with a paired bootstrap CI over items, and the exact McNemar p."""
+    a = base.sort_values("item_id")["correct"].to_numpy()
+    b = at.sort_values("item_id")["correct"].to_numpy()
+    lo, hi = paired_difference_ci(
+        a,
+        b,
+        lambda x: x.mean(axis=-1),
+        seed=ci_seed(run_id, f"g={g:g}", "arc_diff", pipeline["bootstrap_seed"]),
+        reps=pipeline["bootstrap_reps"],
+    )
+    return {
+        "accuracy_diff_vs_g1": float(b.mean() - a.mean()),
+        "accuracy_diff_vs_g1_lo": lo,
+        "accuracy_diff_vs_g1_hi": hi,
+        "mcnemar_p_vs_g1": mcnemar_exact_p(a, b),
+    }
 
 
 def check(ctx: PhaseContext) -> None:
@@ -74,9 +97,10 @@ def run(ctx: PhaseContext) -> None:
             f = by_gain[g]
             lo, hi = mean_ci(
                 f["correct"].to_numpy(),
-                seed=ci_seed(run.run_id, f"g={g:g}", "arc"),
+                seed=ci_seed(run.run_id, f"g={g:g}", "arc", p["bootstrap_seed"]),
                 reps=p["bootstrap_reps"],
             )
+            paired = versus_g1(by_gain[float(p["gain_baseline"])], f, run.run_id, g, p)
             rows.append(
                 {
                     "spike_def": v["spike_def"],
@@ -90,6 +114,7 @@ def run(ctx: PhaseContext) -> None:
                     "accuracy_lo": lo,
                     "accuracy_hi": hi,
                     "mean_logprob_correct_minus_incorrect": float(f["margin"].mean()),
+                    **paired,
                 }
             )
     write_table(ctx, "T03_ARC", to_table_names(pd.DataFrame(rows)), "ARC_MCQ")

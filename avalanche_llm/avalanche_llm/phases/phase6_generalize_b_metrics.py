@@ -1,4 +1,5 @@
-"""Dataset B at g=1 and each condition's g*, with A's thresholds: branching, chi, rate drift, NLL, ppl.
+"""Dataset B at g=1 and each condition's g*, with A's thresholds: branching, chi, rate drift, NLL, ppl,
+and ppl(g*) - ppl(g=1) with a paired bootstrap CI over windows.
 
 Nothing is refitted on B: thresholds are S04's (fit on A at that gain), so `rate_mean` against
 `rate_target` shows whether A's rate matching carries over to B.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from avalanche_llm import canon
 from avalanche_llm.analysis.summarize import branching_row, row_nulls, taus_at
 from avalanche_llm.evaluation.perplexity import window_nll
 from avalanche_llm.events.calibration import Calibration
+from avalanche_llm.metrics.stats import ci_seed, paired_difference_ci
 from avalanche_llm.plotting import figures
 from avalanche_llm.plotting.outputs import source, write_figure, write_table
 from avalanche_llm.plotting.tables import to_table_names
@@ -60,9 +63,11 @@ def run(ctx: PhaseContext) -> None:
     batch, seed = ctx.cfg["runtime"]["batch_size"], p["bootstrap_seed"]
     gains = sorted({c["g"] for c in conds})
     rows = []
+    nll_of: dict[float, np.ndarray] = {}
     with ctx.heartbeat(len(gains)) as hb:
         for step, g in enumerate(gains):
-            nll = float(window_nll(lm, sl.windows, g, batch).mean())
+            nll_of[g] = window_nll(lm, sl.windows, g, batch)
+            nll = float(nll_of[g].mean())
             rasters = extract_rasters(
                 lm,
                 sl.windows,
@@ -93,11 +98,31 @@ def run(ctx: PhaseContext) -> None:
                     }
                 )
             hb.beat(step + 1)
+    for r in rows:
+        r |= delta_ppl(nll_of[p["gain_baseline"]], nll_of[r["g"]], run.run_id, r["cond_id"], p)
     frame = pd.DataFrame(rows).sort_values("cond_id").reset_index(drop=True)
     run.write_parquet(canon.output("METRICS_PARQUET"), frame, name="METRICS_PARQUET")
     run.write_json(canon.output("SLICE_JSON"), {sl.name: sl.describe()}, name="SLICE_JSON")
     run.update(conditions=conds)
     export(ctx)
+
+
+def delta_ppl(
+    nll_g1: np.ndarray, nll_g: np.ndarray, run_id: str, cond_id: int, pipeline: dict
+) -> dict[str, float]:
+    """ppl(g) - ppl(g=1) on B with a paired bootstrap CI over windows (0 at g = 1 itself)."""
+
+    def ppl(nll: np.ndarray) -> np.ndarray:
+        return np.exp(nll.mean(axis=-1))
+
+    lo, hi = paired_difference_ci(
+        nll_g1,
+        nll_g,
+        ppl,
+        seed=ci_seed(run_id, cond_id, "delta_ppl", pipeline["bootstrap_seed"]),
+        reps=pipeline["bootstrap_reps"],
+    )
+    return {"delta_ppl": float(ppl(nll_g) - ppl(nll_g1)), "delta_ppl_lo": lo, "delta_ppl_hi": hi}
 
 
 def export(ctx: PhaseContext) -> None:

@@ -14,6 +14,7 @@ from avalanche_llm.runs import PhaseContext
 
 METRICS = canon.output("METRICS_PARQUET")
 NULL_COMPARE = canon.output("NULL_COMPARE_PARQUET")
+CONTROLS_COMPARE = canon.output("CONTROLS_COMPARE_PARQUET")
 TABLE_OF = {  # results file -> the table it feeds (extras beyond the skeleton become opt_ columns)
     "T04_TAIL_FITS": canon.output("TAIL_FITS_PARQUET"),
     "T05_CRACKLING_DIAGNOSTICS": canon.output("CRACKLING_PARQUET"),
@@ -34,8 +35,21 @@ def _arm_rows(results: pd.DataFrame, gstar: dict[str, float]) -> pd.DataFrame:
 
 
 def _gstar_frame(ctx: PhaseContext) -> pd.DataFrame:
+    """One row per condition: the chosen g* and, as gstar_<method> / gstar_status_<method>, every
+    method's choice side by side."""
     doc = ctx.deps["S02B"].read_json(canon.output("GSTAR_JSON"))["by_condition"]
-    return pd.DataFrame([{"condition": k, **v} for k, v in sorted(doc.items())])
+    rows = []
+    for key, v in sorted(doc.items()):
+        row = {"condition": key, **{k: x for k, x in v.items() if k != "methods"}}
+        for method, choice in v["methods"].items():
+            row[f"gstar_{method}"] = choice["gstar"]
+            row[f"gstar_status_{method}"] = choice["status"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _by_method(gs: pd.DataFrame) -> pd.DataFrame:
+    return gs[["condition", *(c for c in gs if c.startswith("gstar_"))]]
 
 
 def export(ctx: PhaseContext) -> None:
@@ -54,11 +68,19 @@ def export(ctx: PhaseContext) -> None:
         gstar_status=lambda d: d["condition"].map(status),
         gain_effect_resolved=lambda d: d["condition"].map(resolved),
     )
+    grid = grid.merge(_by_method(gs), on="condition", how="left", validate="many_to_one")
     drop = ["intervention_id", "condition"]
     write_table(ctx, "T01_SUMMARY", to_table_names(grid.drop(columns=drop)), "A")
     for table_id, rel in TABLE_OF.items():
-        rows = to_table_names(run.read_parquet(rel).drop(columns=["condition"]))
-        write_table(ctx, table_id, rows, "A")
+        rows = run.read_parquet(rel)
+        if table_id == "T04_TAIL_FITS":
+            rows = rows.merge(_by_method(gs), on="condition", how="left", validate="many_to_one")
+        write_table(ctx, table_id, to_table_names(rows.drop(columns=["condition"])), "A")
+    side = run.read_parquet(CONTROLS_COMPARE)
+    verdicts = run.read_parquet(canon.output("CONTROLS_VERDICTS_PARQUET"))
+    keys = ["cond_id", "signature"]
+    side = side.merge(verdicts[[*keys, "status"]], on=keys, how="left", validate="many_to_one")
+    write_table(ctx, "OPT_T08_CONTROLS", to_table_names(side.drop(columns=["condition"])), "A")
     arms = _arm_rows(results, gvals).drop(columns=["condition"])
     write_table(ctx, "T06_ABLATIONS", to_table_names(arms), "A")
 
@@ -107,3 +129,4 @@ def export(ctx: PhaseContext) -> None:
         [source(run, NULL_COMPARE)],
     )
     write_figure(ctx, "F11_ABLATIONS", figures.f11_ablations(t06), [of["T06"]])
+    write_figure(ctx, "OPT_F12_CONTROLS", figures.f12_controls(t01), [of["T01"]])

@@ -94,6 +94,19 @@ SKELETONS: dict[str, tuple[str, ...]] = {
         "delta_b_tot_perm",
         "chi",
     ),
+    "OPT_T08_CONTROLS": (
+        *ARM,
+        "signature",
+        "status",
+        "source",
+        "value",
+        "lo",
+        "hi",
+        "met",
+        "excess",
+        "excess_lo",
+        "excess_hi",
+    ),
     "T07_REPLICATION_SUMMARY": (
         *COND,
         *(

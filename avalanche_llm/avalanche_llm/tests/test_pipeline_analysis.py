@@ -58,12 +58,24 @@ def test_every_table_and_figure_is_there_and_complete(pipeline):
     assert len(t01) == 2 * 2 * 3  # spike definitions x rates x gains
     assert not t01[["b_tot", "delta_b_tot_perm", "chi"]].isna().any().any()
     assert len(s06b.read_parquet(f"{canon.output('TABLE.T02_GENERALIZATION')}.parquet")) == 8
+    s05_side = s05.read_parquet(canon.output("CONTROLS_COMPARE_PARQUET"))
+    at_gstar = s05_side[s05_side["g_label"] == "gstar"]
+    # every signature: the real value, every control's value and the excess CI
+    for _, sig in at_gstar.groupby(["cond_id", "signature"]):
+        assert set(sig["source"]) == {"real", "perm", "shift", "shuffle", "iid"}
+        assert {"value", "excess_lo", "excess_hi"} <= set(sig.columns)
+    assert set(at_gstar["signature"]) >= {"b_tot", "chi", "m_mr", "tail_S", "tail_D", "crackling"}
+    t02 = s06b.read_parquet(f"{canon.output('TABLE.T02_GENERALIZATION')}.parquet")
+    assert (t02["opt_delta_ppl_lo"] <= t02["opt_delta_ppl"]).all()
+    assert (t02["opt_delta_ppl"] <= t02["opt_delta_ppl_hi"]).all()
     t03 = s06arc.read_parquet(f"{canon.output('TABLE.T03_ARC')}.parquet")
     assert len(t03) == 8 and (t03["n_items"] == 40).all()
+    assert t03["opt_mcnemar_p_vs_g1"].between(0, 1).all()
+    assert (t03["opt_accuracy_diff_vs_g1_lo"] <= t03["opt_accuracy_diff_vs_g1_hi"]).all()
     t07 = s07.read_parquet(f"{canon.output('TABLE.T07_REPLICATION_SUMMARY')}.parquet")
     assert len(t07) == 4 and t07["gstar_BASE"].isna().all()  # BASE was not run here
     pngs = {p.stem for r in (s05, s06b, s06arc) for p in r.path.glob("figs/**/*.png")}
-    assert pngs == {f"fig_{f}" for f in canon.registry()["OUTPUT"]["FIGURE"]}
+    assert pngs == {Path(f).name for f in canon.registry()["OUTPUT"]["FIGURE"].values()}
     claims = (s07.path / canon.output("PAPER_CLAIMS_MD").format(ROLE="INSTRUCT")).read_text()
     assert f"`{s05.run_id}/tables/table_T01_SUMMARY.parquet`" in claims
 
@@ -120,7 +132,7 @@ def test_phase5_exports_rebuild_byte_identically_from_saved_artifacts(pipeline, 
         run=StageRun(copy, record),
     )
     export(ctx)  # no model: only results/ of this run and its upstream artifacts are read
-    assert len(exported) == 4 * 2 + 9 * 2  # T01, T04-T06 (csv, parquet); 9 figures (pdf, png)
+    assert len(exported) == 5 * 2 + 10 * 2  # T01, T04-T06, opt_T08 (csv, parquet); 10 figures
     for rel in exported:
         assert (copy / rel).read_bytes() == (s05.path / rel).read_bytes(), rel
 
@@ -138,3 +150,15 @@ def test_release_pack_verifies_and_tampering_is_caught(pipeline, tmp_path):
     frame.to_parquet(metrics)
     with pytest.raises(ConfigError, match="sha256 mismatch"):
         verify_run(RunArtifacts(copy))
+
+
+def test_arc_split_flag_finds_its_upstream_runs(pipeline, tmp_path):
+    # --arc_split changes this run's config hash, not the hash S02B and S05 were made with.
+    out, args = pipeline
+    copy = tmp_path / "runs"
+    shutil.copytree(out, copy)
+    args = [a if a != str(out) else str(copy) for a in args]
+    assert run("phase6_arc_mcq_eval", *args, "--arc_split", "validation") == 0
+    runs = [RunArtifacts(p) for p in copy.glob("RUN_S06ARC_*")]
+    (new,) = [r for r in runs if r.record["dataset"]["ARC_MCQ"]["split"] == "validation"]
+    assert new.record["determinism"]["nondeterministic_ops"] == []  # recorded, none on CPU

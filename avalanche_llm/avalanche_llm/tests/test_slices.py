@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
 from avalanche_llm import canon
 from avalanche_llm.config import resolve_config
-from avalanche_llm.slices import draw_slice, slice_size, token_windows, verify_slice
+from avalanche_llm.errors import DeterminismError
+from avalanche_llm.slices import (
+    dataset_split,
+    draw_slice,
+    slice_size,
+    token_windows,
+    verify_slice,
+)
 from labkit.errors import MissingInputError
 
 LOCAL = canon.ROOT / "configs" / "pipeline_local.yaml"
@@ -61,7 +70,7 @@ def test_calibration_and_heldout_are_disjoint_and_stable(cfg, tokenizer):
     b = draw_slice(cfg, "B_eval", anchor, tokenizer, d_ff=172)
     assert b.dataset["split"] == "test" and b.windows.shape == (16, 64)
     verify_slice(cal, FakeRun({"A_cal": cal.describe()}))
-    with pytest.raises(MissingInputError, match="A_cal"):
+    with pytest.raises(DeterminismError, match="A_cal"):  # exit 2: a determinism failure
         verify_slice(cal, FakeRun({"A_cal": other.describe()}))
     with pytest.raises(MissingInputError):
         verify_slice(held, FakeRun({"A_cal": cal.describe()}))
@@ -71,3 +80,38 @@ def test_calibration_slice_grows_to_the_minimum_sample_count(cfg):
     assert slice_size(cfg, "A_cal", d_ff=344) == 16
     assert slice_size(cfg, "A_cal", d_ff=4) == 79  # ceil(20000 / (64 * 4))
     assert slice_size(cfg, "A_heldout", d_ff=4) == 16
+
+
+def test_dataset_b_streams_a_c4_shaped_jsonl_without_preparing_it(tmp_path, tokenizer, monkeypatch):
+    # The paper's B is C4 (hub). The same code path, streaming, on a local replica of its schema;
+    # any download_and_prepare (of a whole hub config) fails the test.
+    import datasets
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("download_and_prepare called")
+
+    monkeypatch.setattr(datasets.DatasetBuilder, "download_and_prepare", refuse)
+    docs = [
+        {
+            "text": f"Story {i}: " + " ".join(["the cat sat on the mat"] * 20),
+            "url": f"https://x/{i}",
+            "timestamp": "2019-04-25T12:57:54Z",
+        }
+        for i in range(200)
+    ]
+    path = tmp_path / "c4-validation.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    cfg = resolve_config(
+        LOCAL, overrides=[*DATA, f"datasets.B.id={path}", "datasets.B.split=validation"]
+    ).data
+    rows = dataset_split(str(path), None, "validation", "hint")
+    assert isinstance(rows, datasets.IterableDataset)
+    assert rows.column_names == ["text", "url", "timestamp"]
+    b = draw_slice(cfg, "B_eval", "RUN_S01_0123456789ab", tokenizer, d_ff=172)
+    assert b.windows.shape == (16, 64)
+    again = draw_slice(cfg, "B_eval", "RUN_S01_0123456789ab", tokenizer, d_ff=172)
+    assert again.sha256 == b.sha256
+    # the windows are the stream's: the first tokens are the first document's
+    first = tokenizer(docs[0]["text"], add_special_tokens=False)["input_ids"]
+    pool = token_windows(rows, "text", tokenizer, 4, 64)
+    assert pool.ravel()[:32].tolist() == first[:32]
