@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import eval_run
@@ -42,6 +43,7 @@ ENTRY = "cachemedicpp.sweep:run_one"
 # Entry of `--no-resume`: every phase of a run restarts from scratch.
 FRESH_ENTRY = "cachemedicpp.sweep:run_one_fresh"
 RELAY_INTERVAL_S = 0.5  # how often a run looks for the sweep's pause request
+MIN_SEEDS = 5  # fewest seeds behind an effect claim (see paired_claim)
 
 
 def run_one(name: str, config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -137,7 +139,8 @@ def _phases_done(run_dir: Path) -> set[str]:
 
 
 def headline(run_dir: Path) -> dict[str, Any]:
-    """Per run: seed, mean AUC per defense, clean regression, Sens at the largest δn."""
+    """Per run: seed, AUC per task and defense (never averaged across tasks), clean regression,
+    Sens at the largest δn."""
     task = json.loads((Path(run_dir) / "metrics" / "task_metrics.json").read_text("utf-8"))
     stab = json.loads((Path(run_dir) / "metrics" / "stability_metrics.json").read_text("utf-8"))
     cfg = load_yaml(Path(run_dir) / "config_resolved.yaml")
@@ -146,35 +149,80 @@ def headline(run_dir: Path) -> dict[str, Any]:
     return {
         "seed": cfg["seed"],
         "lambda_contr": cfg["loss"]["lambda_contr"],
-        "mean_auc": m["mean_auc"],
+        "task_auc": {t: m["task_auc"][t] for t in m["aggregated_tasks"]},
         "clean_regression": m["clean_regression"],
         "needle_gate": m["needle_gate"],
         "sensitivity_at_max_delta": top,
     }
 
 
+def paired_claim(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    null: float,
+    ratio: bool,
+    cfg: Mapping[str, Any],
+    key: str,
+) -> dict[str, Any]:
+    """Per-seed a − b (or a / b) with a BCa CI over seeds and a paired t-test of a against b.
+
+    An effect is claimed only with at least MIN_SEEDS seeds, p below 1 − confidence, and a CI
+    that excludes the null: with three seeds "all agree in sign" happens by chance a quarter of
+    the time, and with five a two-sided sign or Wilcoxon test cannot reach p < 0.05 at all.
+    """
+    # A seed whose curve is undefined (no PPL damage above 1 %) has no pair to compare.
+    kept = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    pairs = np.asarray(kept, dtype=float).reshape(-1, 2)
+    a_arr, b_arr = pairs[:, 0], pairs[:, 1]
+    values = a_arr / b_arr if ratio else a_arr - b_arr
+    confidence = cfg["eval"]["bootstrap"]["confidence"]
+    ci = bootstrap_ci(values, seed=derive_seed(cfg["seed"], key), confidence=confidence).to_dict()
+    p = None
+    if values.size >= 2 and np.ptp(values) > 0:
+        p = float(scipy.stats.ttest_rel(a_arr, b_arr).pvalue)
+    excludes = ci["low"] is not None and not (ci["low"] <= null <= ci["high"])
+    claimed = values.size >= MIN_SEEDS and p is not None and p < 1 - confidence and excludes
+    return {
+        "values": values.tolist(),
+        "ci": ci,
+        "null": null,
+        "test": "paired t-test over seeds (scipy.stats.ttest_rel)",
+        "p_value": p,
+        "n_seeds": int(values.size),
+        "min_seeds": MIN_SEEDS,
+        "effect_claimed": bool(claimed),
+    }
+
+
 def ablation(results: Mapping[str, Mapping[str, Any]], cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-seed contr − no_contr AUC gain and Sens ratio (runs evaluated with their pair), BCa CIs."""
+    """Per task, contr − no_contr AUC gain over the seeds (each contr run scored with its seed's
+    no_contr R_phi), and the Sens ratio; BCa CIs and paired t-tests."""
     paired = [
         r
         for r in results.values()
-        if r and "cachemedic_no_contr" in r["mean_auc"] and "cachemedic" in r["mean_auc"]
+        if r
+        and all({"cachemedic", "cachemedic_no_contr"} <= set(v) for v in r["task_auc"].values())
     ]
-    gains = [r["mean_auc"]["cachemedic"] - r["mean_auc"]["cachemedic_no_contr"] for r in paired]
-    ratios = [
-        r["sensitivity_at_max_delta"]["cachemedic"]
-        / r["sensitivity_at_max_delta"]["cachemedic_no_contr"]
-        for r in paired
-    ]
-    out: dict[str, Any] = {"seeds": [r["seed"] for r in paired]}
-    for key, values, null in (("auc_gain", gains, 0.0), ("sens_ratio", ratios, 1.0)):
-        ci = bootstrap_ci(
-            np.asarray(values),
-            seed=derive_seed(cfg["seed"], key),
-            confidence=cfg["eval"]["bootstrap"]["confidence"],
-        ).to_dict()
-        excludes = ci["low"] is not None and not (ci["low"] <= null <= ci["high"])
-        out[key] = {"values": values, "ci": ci, "null": null, "effect_claimed": excludes}
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in paired], "auc_gain": {}}
+    tasks = sorted(set.intersection(*(set(r["task_auc"]) for r in paired))) if paired else []
+    for t in tasks:
+        out["auc_gain"][t] = paired_claim(
+            [r["task_auc"][t]["cachemedic"] for r in paired],
+            [r["task_auc"][t]["cachemedic_no_contr"] for r in paired],
+            null=0.0,
+            ratio=False,
+            cfg=cfg,
+            key=f"auc_gain/{t}",
+        )
+    out["sens_ratio"] = paired_claim(
+        [r["sensitivity_at_max_delta"]["cachemedic"] for r in paired],
+        [r["sensitivity_at_max_delta"]["cachemedic_no_contr"] for r in paired],
+        null=1.0,
+        ratio=True,
+        cfg=cfg,
+        key="sens_ratio",
+    )
     return out
 
 

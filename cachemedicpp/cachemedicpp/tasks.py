@@ -72,12 +72,18 @@ def score_ppl(
     if clean is None:
         clean = clean_reference(model, "wikitext2_ppl", ex)
     ids = ex.ids.to(model.device)
-    with intervene(model, event, defense):
+    with intervene(model, event, defense) as iv:
         logits = model(ids).logits[0, ex.score_from - 1 : -1]
     targets = ids[0, ex.score_from :]
     kl, agree = _compare(clean, logits)
     nll = F.cross_entropy(logits.float(), targets, reduction="sum").item()
-    return {"nll": nll, "n": targets.numel(), "kl": kl, "top1": agree}
+    return {
+        "nll": nll,
+        "n": targets.numel(),
+        "kl": kl,
+        "top1": agree,
+        "eps_realized": iv.eps_realized,
+    }
 
 
 @torch.no_grad()
@@ -99,14 +105,15 @@ def score_sst2(
     scores, last = [], None
     for lab in label_ids:
         ids = torch.cat([ex.ids, lab[None]], dim=1).to(model.device)
-        with intervene(model, event, defense):
+        with intervene(model, event, defense) as iv:
             logits = model(ids).logits[0]
         logp = F.log_softmax(logits[n - 1 : -1].float(), -1)
         scores.append(logp.gather(1, ids[0, n:, None]).sum().item())
         last = logits[n - 1 : n]
     kl, agree = _compare(clean, last)
     pred = int(scores[1] > scores[0])
-    return {"correct": float(pred == ex.label), "n": 1, "kl": kl, "top1": agree}
+    correct = float(pred == ex.label)
+    return {"correct": correct, "n": 1, "kl": kl, "top1": agree, "eps_realized": iv.eps_realized}
 
 
 def score_needle(
@@ -118,7 +125,7 @@ def score_needle(
     eos_token_id: int | None,
 ) -> dict[str, float]:
     """Greedy exact match of the needle's value tokens (the event is persistent, written once)."""
-    out, _ = greedy_decode(
+    out, iv = greedy_decode(
         model,
         ex.ids.to(model.device),
         answer_ids.numel(),
@@ -127,7 +134,7 @@ def score_needle(
         eos_token_id=eos_token_id,
     )
     hit = out.shape[1] == answer_ids.numel() and bool((out[0].cpu() == answer_ids).all())
-    return {"correct": float(hit), "n": 1}
+    return {"correct": float(hit), "n": 1, "eps_realized": iv.eps_realized}
 
 
 def ppl_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[Example]:

@@ -6,7 +6,6 @@ so a resumed run needs only φ, Adam and the step to continue exactly as if neve
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from cachemedicpp.losses import (
 )
 from cachemedicpp.mixture import make_event, sample_step
 from cachemedicpp.repair import RepairOperator
-from labkit.checkpoint import load_checkpoint, save_checkpoint
+from labkit.checkpoint import load_checkpoint, rewind_logs, save_checkpoint
 from labkit.control import PauseControl
 from labkit.errors import Paused, RunExistsError
 from labkit.heartbeat import Heartbeat
@@ -237,8 +236,11 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.ckpt / "train_state_latest.pt"
+        log = str(self.log.relative_to(self.run.path))
         if not path.is_file():
-            return  # paused or killed before the first state was saved: start over
+            # Killed before the first state was saved: training starts over, and so does its log.
+            rewind_logs(self.run.path, {log: 0})
+            return
         state = load_checkpoint(path, map_location=str(self.model.device))
         if state["config_hash"] != self.run.record["config_hash"]:
             raise RunExistsError(
@@ -249,8 +251,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.window = state["step"], state["window"]
         # Steps after the state are redone, so their log lines (if a kill left any) must go.
-        if self.log.exists():
-            os.truncate(self.log, state["log_bytes"])
+        rewind_logs(self.run.path, {log: state["log_bytes"]})
 
     def _clear_stale(self) -> None:
         """A restarted phase (--no-resume) must not keep the files of the attempt it replaces."""

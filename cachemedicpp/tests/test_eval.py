@@ -10,10 +10,11 @@ from transformers import GPT2LMHeadModel
 
 from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import Evaluator, eval_run
-from cachemedicpp.eval_metrics import recovery, unit_key
+from cachemedicpp.eval_metrics import _ci, task_value, unit_key
 from cachemedicpp.heuristics import Heuristic
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import require_trained
+from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
 from cachemedicpp.tasks import ppl_examples, score_ppl
 from cachemedicpp.train import train_run
 from labkit.config import validate
@@ -107,6 +108,39 @@ def test_heuristics_touch_only_their_region():
     assert torch.allclose(rms, torch.full_like(rms, 2.0))
 
 
+def test_bootstrap_confidence_sets_the_interval_level():
+    rows = [{"correct": float(i % 3 == 0), "n": 1} for i in range(30)]
+    width = {}
+    for level in (0.5, 0.95):
+        boot = {"n_resamples": 500, "confidence": level}
+        ci = _ci(lambda i: task_value("sst2_prompted", rows, i), 30, boot, (0, "t"))
+        assert ci["confidence"] == level
+        width[level] = ci["high"] - ci["low"]
+    # a 50 % interval is narrower than a 95 % one over the same resamples
+    assert width[0.5] < width[0.95]
+
+
+def test_task_auc_is_per_task_on_the_eps_over_eps_star_axis():
+    ppl, acc = "wikitext2_ppl", "sst2_prompted"
+    # two types whose curves match on x = eps/eps*, with eps* 0.2 and 0.8
+    axis = Axis({"a": [0.1, 0.2], "b": [0.4, 0.8]}, {"a": 0.2, "b": 0.8}, calibrated=True)
+    values = {(ppl, "clean", 0.0, "no_defense"): 10.0, (ppl, "clean", 0.0, "r"): 10.0}
+    values |= {(acc, "clean", 0.0, "no_defense"): 0.9, (acc, "clean", 0.0, "r"): 0.9}
+    for kind, (e1, e2) in (("a", (0.1, 0.2)), ("b", (0.4, 0.8))):
+        values |= {(ppl, kind, e1, "no_defense"): 12.0, (ppl, kind, e1, "r"): 11.0}
+        values |= {(ppl, kind, e2, "no_defense"): 14.0, (ppl, kind, e2, "r"): 11.0}
+        values |= {(acc, kind, e1, "no_defense"): 0.7, (acc, kind, e1, "r"): 0.8}
+        values |= {(acc, kind, e2, "no_defense"): 0.5, (acc, kind, e2, "r"): 0.8}
+    # PPL: recovery 0.5 at x = 0.5 and 0.75 at x = 1: area 0.3125 over a span of 0.5
+    assert type_auc(ppl, "a", "r", axis, values.__getitem__) == pytest.approx(0.625)
+    # a large eps* does not weigh more: both types give the same AUC, and so does their mean
+    assert type_auc(ppl, "b", "r", axis, values.__getitem__) == pytest.approx(0.625)
+    assert task_auc(ppl, "r", axis, values.__getitem__) == pytest.approx(0.625)
+    assert task_auc(ppl, "no_defense", axis, values.__getitem__) == pytest.approx(0.0)
+    # accuracy: 0.9, 0.7, 0.5 at x = 0, 0.5, 1 -> mean height 0.7
+    assert task_auc(acc, "no_defense", axis, values.__getitem__) == pytest.approx(0.7)
+
+
 def test_recovery_definition():
     assert recovery("wikitext2_ppl", none=12.0, defended=11.0, clean=10.0) == pytest.approx(0.5)
     assert recovery("wikitext2_ppl", none=10.05, defended=10.0, clean=10.0) is None
@@ -136,6 +170,22 @@ def test_eval_writes_metrics_and_resume_mid_grid_is_identical(model_dir, trained
     gate = record["metrics"]["needle_gate"]
     assert gate["passed"] == (gate["clean_accuracy"] >= 0.9)
     assert (gate["passed"]) == ("needle_long_context" in record["metrics"]["aggregated_tasks"])
+    m = record["metrics"]
+    # per task only: no number averages PPL with accuracies
+    assert not {"mean_auc", "mean_score"} & set(m)
+    assert set(m["task_auc"]) == set(m["best_heuristic"]) == set(EVAL["tasks"])
+    assert m["auc_axis"]["reference"] == "largest eps of the grid"
+    for task, best in m["best_heuristic"].items():
+        heuristics = ("reset_clear", "smoothing", "masking_dropout", "clipping_renorm")
+        scored = {
+            h: m["task_auc"][task][h] for h in heuristics if m["task_auc"][task][h] is not None
+        }
+        fallback = min(heuristics, key=m["clean_regression"][task].get)
+        assert best == (max(scored, key=scored.get) if scored else fallback)
+    gain = m["auc_gain"]["sst2_prompted"]["cachemedic_vs_no_defense"]
+    assert gain["value"] == pytest.approx(
+        m["task_auc"]["sst2_prompted"]["cachemedic"] - m["task_auc"]["sst2_prompted"]["no_defense"]
+    )
     for name in (
         "metrics/task_metrics.json",
         "metrics/eval_progress.json",

@@ -105,6 +105,33 @@ def test_pause_at_step_3_then_resume_equals_six_straight_steps(model_dir, tmp_pa
     assert [r["step"] for r in read_jsonl(paused / "logs" / "train.jsonl").records] == [2, 4, 6]
 
 
+def test_a_crash_before_the_first_state_leaves_no_duplicate_log_lines(model_dir, tmp_path):
+    cfg = config(model_dir, "train.log_every=1", "train.checkpoint_every=100")
+    run = tmp_path / "run"
+
+    def crash_at_3(step: int) -> None:
+        if step == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(cfg, run, on_step=crash_at_3)
+    assert not (run / "checkpoints" / "train_state_latest.pt").exists()
+    assert [r["step"] for r in read_jsonl(run / "logs" / "train.jsonl").records] == [1, 2, 3]
+    train_run(cfg, run)
+    # training started over, and its log with it: 1..6 once each, not 1, 2, 3, 1, 2, ...
+    steps = [r["step"] for r in read_jsonl(run / "logs" / "train.jsonl").records]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_calibration_that_misses_its_target_warns(model_dir, tmp_path):
+    # eps_max so small that no type can reach +25 % PPL
+    cfg = config(model_dir, "corruption.calibrate.eps_max=0.001", "train.steps=1")
+    with pytest.warns(UserWarning, match="missed its target"):
+        train_run(cfg, tmp_path / "run")
+    cal = json.loads((tmp_path / "run" / "metrics" / "calibration.json").read_text())
+    assert not any(t["reached"] for t in cal["metrics"]["types"].values())
+
+
 def test_resume_refuses_another_config_and_no_resume_restarts(model_dir, tmp_path):
     run = tmp_path / "run"
     train_run(config(model_dir), run)
