@@ -29,6 +29,7 @@ from cachemedicpp.mixture import donor_cache, make_event, ood_split
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import open_phase_run, require_trained
 from cachemedicpp.repair import RepairOperator
+from cachemedicpp.rescore import prepare_from_run
 from cachemedicpp.task_auc import Axis
 from cachemedicpp.tasks import (
     LABELS,
@@ -327,8 +328,10 @@ def _log_record(
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load and resolve the config, then evaluate."""
+    """Load and resolve the config (with --from_run: make the new run of that operator), evaluate."""
     cfg = load_run_config(args.config, args.overrides)
+    if args.from_run is not None:
+        prepare_from_run(cfg, args.from_run, args.run_dir, config_path=args.config)
     record = eval_run(cfg, args.run_dir, resume=args.resume, config_path=args.config)
     n = len(record["metrics"]["cells"])
     print(f"cachemedicpp.eval: {n} cells -> {Path(args.run_dir) / 'metrics/task_metrics.json'}")
@@ -337,11 +340,18 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.eval`."""
-    return phase_parser(
+    p = phase_parser(
         "eval",
         "Evaluate defenses over the corruption grid on a trained CacheMedic++ run.",
-        "the trained run directory",
+        "the trained run directory (with --from_run: a new one)",
     )
+    p.add_argument(
+        "--from_run",
+        default=None,
+        help="score this trained run's R_phi under --config in the new --run_dir (no retraining);"
+        " the model, corruption and repair sections must match the train run's",
+    )
+    return p
 
 
 if __name__ == "__main__":

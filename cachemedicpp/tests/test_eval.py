@@ -5,21 +5,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from torch.nn import functional as F
 from transformers import GPT2LMHeadModel
 
 from cachemedicpp.config import resolve, schema
-from cachemedicpp.eval import Evaluator, eval_run
+from cachemedicpp.eval import Evaluator, build_parser, eval_run, main
 from cachemedicpp.eval_metrics import _ci, task_value, unit_key
 from cachemedicpp.heuristics import Heuristic
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import require_trained
+from cachemedicpp.rescore import prepare_from_run
 from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
 from cachemedicpp.tasks import ppl_examples, score_ppl
 from cachemedicpp.train import train_run
+from labkit.cli import run_cli
 from labkit.config import validate
 from labkit.control import request_pause
-from labkit.errors import MissingInputError, Paused, RunExistsError
+from labkit.errors import ConfigError, MissingInputError, Paused, RunExistsError
 from labkit.jsonl import read_jsonl
 from labkit.zoo import weights_digest
 
@@ -292,3 +295,37 @@ def test_units_cover_the_grid_once_and_ood_evaluates_the_held_out_type(model_dir
     assert sum(u[1] == "clean" for u in units) == 3 * 2  # eps 0 once per (task, defense)
     ood = resolve(cfg, ["eval.ood_protocol=loto_holdout_gaussian"])
     assert eval_types(ood) == ["gaussian"]
+
+
+def test_from_run_scores_a_trained_operator_under_a_new_eval_config(model_dir, trained, tmp_path):
+    new_cfg = config(model_dir, eps=[0.0, 0.16], bootstrap={"n_resamples": 100})
+    new = tmp_path / "rescored"
+    prepare_from_run(new_cfg, trained, new)
+    record = eval_run(new_cfg, new)
+    assert {c["eps"] for c in record["metrics"]["cells"]} == {0.0, 0.16}
+    run = json.loads((new / "run_record.json").read_text())
+    trained_record = json.loads((trained / "run_record.json").read_text())
+    source = run["from_run"]
+    assert source["run_dir"] == str(trained.resolve())
+    assert source["weights_sha256"] == trained_record["model"]["weights_sha256"]
+    assert source["config_hash"] == trained_record["config_hash"] != run["config_hash"]
+    ckpt = trained / "checkpoints" / source["repair_checkpoint"]
+    assert (new / "checkpoints" / ckpt.name).read_bytes() == ckpt.read_bytes()
+    # a rerun of the same command resumes instead of refusing
+    prepare_from_run(new_cfg, trained, new)
+    # the operator's own sections may not change: that would need retraining
+    other = resolve(new_cfg, ["repair.rank=2"])
+    with pytest.raises(ConfigError, match="repair differ"):
+        prepare_from_run(other, trained, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ConfigError, match="new directory"):
+        prepare_from_run(new_cfg, trained, trained)
+
+
+def test_from_run_cli_refuses_another_repair_with_exit_2(model_dir, trained, tmp_path):
+    path = tmp_path / "new.yaml"
+    path.write_text(yaml.safe_dump(config(model_dir)))
+    argv = ["--config", str(path), "--run_dir", str(tmp_path / "n"), "--from_run", str(trained)]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(build_parser(), main, [*argv, "repair.rank=2"])
+    assert exit_.value.code == 2 and not (tmp_path / "n").exists()
