@@ -148,18 +148,44 @@ def ppl_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[
 
 
 def sst2_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[Example]:
-    """The first `n` examples of the split, prompted (no cycling: n beyond the split is an error)."""
+    """The first `n` examples of the split, prompted (no cycling: n beyond the split is an error).
+
+    With `filler_tokens` > 0, that many tokens of repeated `filler_text` follow the review, so
+    the words that decide the label sit far back in the cache (`Review: {x}{filler}\nSentiment:`).
+    """
     data = load_dataset(spec["dataset"], config=spec["dataset_config"], local_hint=LOCAL_HINT)
     rows = data[spec["split"]]
     if spec["n"] > len(rows):
         raise ConfigError(
             f"eval.sst2_prompted.n {spec['n']} exceeds the {len(rows)} rows of {spec['split']!r}"
         )
+    filler = _filler(tok, spec["filler_text"], spec["filler_tokens"])
     out = []
     for row in rows.select(range(spec["n"])):
-        ids = tok(SST2_TEMPLATE.format(x=row["sentence"]), return_tensors="pt").input_ids
-        out.append(Example(ids, label=int(row["label"])))
+        prompt = tok(SST2_TEMPLATE.format(x=row["sentence"]), return_tensors="pt").input_ids[0]
+        if filler.numel():
+            head, cue = _split_at_label_cue(tok, prompt)
+            prompt = torch.cat([head, filler, cue])
+        out.append(Example(prompt[None], label=int(row["label"])))
     return out
+
+
+def _filler(tok: PreTrainedTokenizerBase, text: str, n: int) -> torch.Tensor:
+    """The first `n` tokens of `text` repeated (empty for n = 0)."""
+    ids = torch.tensor(tok(text * n, verbose=False).input_ids[:n], dtype=torch.long)
+    if ids.numel() < n:
+        raise ConfigError(f"eval.sst2_prompted.filler_text {text!r} gives no tokens to fill with")
+    return ids
+
+
+def _split_at_label_cue(
+    tok: PreTrainedTokenizerBase, prompt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt before and from its `\nSentiment:` cue (the tokens the template ends with)."""
+    cue = tok("\nSentiment:", return_tensors="pt").input_ids[0]
+    if prompt.numel() <= cue.numel() or not torch.equal(prompt[-cue.numel() :], cue):
+        raise ConfigError("the tokenizer splits `\nSentiment:` differently inside the prompt")
+    return prompt[: -cue.numel()], prompt[-cue.numel() :]
 
 
 def needle_examples(

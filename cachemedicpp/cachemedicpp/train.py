@@ -136,7 +136,7 @@ def train_run(
                 atomic_write_json(run.file("metrics", "calibration.json"), record)
             )
         grids = {t: record["metrics"]["grids"][t] for t in mix}
-        trainer = Trainer(run, cfg, model, stream, mix, grids, donor)
+        trainer = Trainer(run, cfg, model, stream, mix, grids, donor, tokenizer)
         summary = trainer.fit(pause_check_s=pause_check_s, on_step=on_step)
     return {**summary, "run_dir": str(Path(run_dir).resolve())}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cachemedicpp.data import train_prefix
 from cachemedicpp.intervention import Intervention, intervene
@@ -27,6 +27,7 @@ from cachemedicpp.losses import (
 )
 from cachemedicpp.mixture import make_event, sample_step
 from cachemedicpp.repair import RepairOperator
+from cachemedicpp.retrieval import RetrievalDocs
 from labkit.checkpoint import load_checkpoint, rewind_logs, save_checkpoint
 from labkit.control import PauseControl
 from labkit.errors import Paused, RunExistsError
@@ -60,6 +61,7 @@ class Trainer:
         mix: Mapping[str, float],
         grids: Mapping[str, list[float]],
         donor: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None,
+        tokenizer: PreTrainedTokenizerBase,
     ):
         self.run, self.cfg, self.model = run, cfg, model
         self.stream, self.mix, self.grids, self.donor = stream, mix, grids, donor
@@ -72,17 +74,29 @@ class Trainer:
         self.log = run.path / "logs" / "train.jsonl"
         self.step = 0
         self.window = self._empty_window()
+        spec = cfg["loss"]["retrieval"]
+        self.retrieval = (
+            RetrievalDocs(tokenizer, spec, cfg["seed"], mc.n_positions)
+            if spec["prob"] > 0
+            else None
+        )
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step; returns its losses, contraction ratios and corruption."""
         cfg, model = self.cfg, self.model
-        n_tok, kd_pos = cfg["data"]["prefix_tokens"], cfg["loss"]["kd_positions"]
-        prefix = train_prefix(self.stream, step, n_tok, cfg["seed"]).to(model.device)
+        n_tok = cfg["data"]["prefix_tokens"]
+        doc = None if self.retrieval is None else self.retrieval.draw(step)
+        if doc is None:
+            prefix = train_prefix(self.stream, step, n_tok, cfg["seed"]).to(model.device)
+            kd, kd_weight = slice(-cfg["loss"]["kd_positions"], None), 1.0
+        else:  # a needle document: KD where the answer tokens are predicted, from far back
+            prefix, n_tok = doc.ids.to(model.device), doc.ids.shape[1]
+            kd, kd_weight = slice(-doc.answer_tokens - 1, -1), self.retrieval.weight
         draw = sample_step(cfg, self.mix, self.grids, step)
         protect = self.repair.layers
         with torch.no_grad(), intervene(model, record=protect) as teacher:
-            z_clean = model(prefix).logits[0, -kd_pos:]
+            z_clean = model(prefix).logits[0, kd]
         event = None
         if draw is not None:
             # Training reads the damage in the prefix's own forward pass: always transient.
@@ -96,11 +110,11 @@ class Trainer:
                 persistence="transient",
             )
         with intervene(model, event, self.repair, record=protect) as student:
-            z_rep = model(prefix).logits[0, -kd_pos:]
+            z_rep = model(prefix).logits[0, kd]
         layers = [_layer_kv(teacher, student, layer) for layer in protect]
         lc = cfg["loss"]
         zero = torch.zeros((), device=model.device)
-        parts = {"kd": kd_loss(z_clean, z_rep, lc["kd_temperature"])}
+        parts = {"kd": kd_weight * kd_loss(z_clean, z_rep, lc["kd_temperature"])}
         rho = torch.zeros(0)
         if draw is None:
             parts["id"] = identity_loss(layers, lc["eps0"])

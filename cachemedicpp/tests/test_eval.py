@@ -17,7 +17,7 @@ from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import require_trained
 from cachemedicpp.rescore import prepare_from_run
 from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
-from cachemedicpp.tasks import ppl_examples, score_ppl
+from cachemedicpp.tasks import ppl_examples, score_ppl, sst2_examples
 from cachemedicpp.train import train_run
 from labkit.cli import run_cli
 from labkit.config import validate
@@ -329,3 +329,18 @@ def test_from_run_cli_refuses_another_repair_with_exit_2(model_dir, trained, tmp
     with pytest.raises(SystemExit) as exit_:
         run_cli(build_parser(), main, [*argv, "repair.rank=2"])
     assert exit_.value.code == 2 and not (tmp_path / "n").exists()
+
+
+def test_sentiment_filler_puts_the_review_far_back(model_dir):
+    _, tok = load_model(config(model_dir))
+    spec = resolve(config(model_dir))["eval"]["sst2_prompted"]
+    plain = sst2_examples(tok, spec)
+    filled = sst2_examples(tok, {**spec, "filler_tokens": 20})
+    cue = tok("\nSentiment:").input_ids
+    dot = tok(" .").input_ids
+    for a, b in zip(plain, filled, strict=True):
+        assert b.label == a.label and b.ids.shape[1] == a.ids.shape[1] + 20
+        # the review, then 20 filler tokens, then the cue: the review is > 20 tokens back
+        assert b.ids[0, -len(cue) :].tolist() == cue == a.ids[0, -len(cue) :].tolist()
+        assert set(b.ids[0, -len(cue) - 20 : -len(cue)].tolist()) == set(dot)
+        assert torch.equal(b.ids[0, : a.ids.shape[1] - len(cue)], a.ids[0, : -len(cue)])

@@ -13,6 +13,7 @@ from cachemedicpp.config import PROJECT, load_run_config, resolve, schema
 from cachemedicpp.data import split_stream
 from cachemedicpp.modeling import load_model
 from cachemedicpp.ppl import perplexity, sliding_windows
+from cachemedicpp.retrieval import RetrievalDocs
 from cachemedicpp.train import train_run
 from labkit.checkpoint import load_checkpoint
 from labkit.config import validate
@@ -226,3 +227,21 @@ def test_calibration_search_brackets_the_target(power, eps_max, reached):
     assert (abs(inc - 0.25) <= 0.02) is reached
     assert eps == (pytest.approx(0.5, abs=0.03) if reached else eps_max)
     assert len(calls) <= 15
+
+
+def test_retrieval_term_trains_on_needle_answers_and_is_off_by_default(model_dir, tmp_path):
+    cfg = config(model_dir)
+    assert cfg["loss"]["retrieval"]["prob"] == 0  # off unless asked for: the ablation
+    _, tok = load_model(cfg)
+    spec = {**cfg["loss"]["retrieval"], "prob": 0.5}
+    docs = RetrievalDocs(tok, spec, seed=7, max_len=256)
+    draws = [docs.draw(s) for s in range(200)]
+    assert [d is None for d in draws] == [docs.draw(s) is None for s in range(200)]  # seeded
+    assert 60 < sum(d is not None for d in draws) < 140
+    doc = next(d for d in draws if d is not None)
+    assert doc.ids.shape[1] <= 256 and doc.answer_tokens >= 1
+    # every step a needle document: training runs, and its KD reads the answer positions
+    run = tmp_path / "run"
+    train_run(config(model_dir, "loss.retrieval.prob=1.0", "train.steps=2"), run)
+    logs = read_jsonl(run / "logs" / "train.jsonl").records
+    assert [r["step"] for r in logs] == [2] and logs[0]["losses"]["kd"] >= 0
