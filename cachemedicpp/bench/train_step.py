@@ -39,7 +39,7 @@ def measure(cfg: dict, steps: int) -> dict:
     )
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(f"{tmp}/run", cfg, phase="bench")
-        trainer = Trainer(run, cfg, model, stream, mix, grids, donor)
+        trainer = Trainer(run, cfg, model, stream, mix, grids, donor, tok)
         step_s, fwd_s = [], []
         trainer.train_step(1)  # warm-up
         for step in range(2, steps + 2):

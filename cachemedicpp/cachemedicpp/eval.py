@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
-from cachemedicpp.eval_metrics import CLEAN, summarize, unit_key
+from cachemedicpp.eval_metrics import CLEAN, cell_scores, summarize, unit_key
 from cachemedicpp.heuristics import HEURISTICS, build_heuristic, clean_median_rms
 from cachemedicpp.intervention import Defense, intervene
 from cachemedicpp.memory import PeakMemory
@@ -28,6 +29,8 @@ from cachemedicpp.mixture import donor_cache, make_event, ood_split
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import open_phase_run, require_trained
 from cachemedicpp.repair import RepairOperator
+from cachemedicpp.rescore import prepare_from_run
+from cachemedicpp.task_auc import Axis
 from cachemedicpp.tasks import (
     LABELS,
     Example,
@@ -83,6 +86,25 @@ def eval_grids(run: RunDir, cfg: Mapping[str, Any]) -> dict[str, list[float]]:
             )
         return {t: [float(e) for e in grids[t]] for t in types}
     return {t: [float(e) for e in cfg["eval"]["eps"]] for t in types}
+
+
+def calibration_status(run: RunDir, cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Per evaluated type: eps*, whether calibration reached its target, and the PPL rise found."""
+    path = run.path / "metrics" / "calibration.json"
+    if not (cfg["corruption"]["calibrate"]["enabled"] and path.is_file()):
+        return None
+    found = json.loads(path.read_text(encoding="utf-8"))["metrics"]["types"]
+    keep = ("eps_star", "reached", "ppl_increase")
+    return {t: {k: found[t][k] for k in keep} for t in eval_types(cfg) if t in found}
+
+
+def damage_axis(
+    cfg: Mapping[str, Any], grids: Mapping[str, list[float]], calibration: Mapping | None
+) -> Axis:
+    """x = eps/eps* per type on a calibrated grid; else eps over the grid's largest eps."""
+    calibrated = calibration is not None and cfg["eval"]["use_calibrated_grid"]
+    reference = {t: calibration[t]["eps_star"] if calibrated else max(grids[t]) for t in grids}
+    return Axis(grids=grids, reference=reference, calibrated=calibrated)
 
 
 def plan_units(
@@ -258,16 +280,18 @@ def eval_run(
         except BaseException as exc:
             hb.set_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
+        calibration = calibration_status(run, cfg)
         record = {
             "run_id": run.record["run_id"],
             "config_hash": run.record["config_hash"],
-            "metrics": summarize(cfg, units, done, evaluator.examples),
+            "metrics": summarize(cfg, units, done, damage_axis(cfg, grids, calibration)),
             "settings": {
                 "grids": grids,
                 "defenses": list(evaluator.defenses),
                 "tasks": list(cfg["eval"]["tasks"]),
                 "examples": {t: len(x) for t, x in evaluator.examples.items()},
                 "bootstrap": cfg["eval"]["bootstrap"],
+                "calibration": calibration,
             },
         }
         atomic_write_json(run.file("metrics", "task_metrics.json"), record)
@@ -287,6 +311,7 @@ def _log_record(
     run: RunDir, step: int, unit: tuple[str, str, float, str], result: Mapping[str, Any]
 ) -> dict[str, Any]:
     task, kind, eps, defense = unit
+    rows = result["rows"]
     return {
         "run_id": run.record["run_id"],
         "phase": PHASE,
@@ -294,15 +319,22 @@ def _log_record(
         "step": step,
         "task": task,
         "defense": defense,
-        "corruption": {"type": kind, "epsilon": eps},
-        "examples": len(result["rows"]),
+        "corruption": {
+            "type": None if kind == CLEAN else kind,
+            "epsilon": eps,
+            "eps_realized": float(np.mean([r["eps_realized"] for r in rows])),
+        },
+        "examples": len(rows),
         "seconds": result["seconds"],
+        "scores": cell_scores(task, rows),
     }
 
 
 def main(args: argparse.Namespace) -> int:
-    """Load and resolve the config, then evaluate."""
+    """Load and resolve the config (with --from_run: make the new run of that operator), evaluate."""
     cfg = load_run_config(args.config, args.overrides)
+    if args.from_run is not None:
+        prepare_from_run(cfg, args.from_run, args.run_dir, config_path=args.config)
     record = eval_run(cfg, args.run_dir, resume=args.resume, config_path=args.config)
     n = len(record["metrics"]["cells"])
     print(f"cachemedicpp.eval: {n} cells -> {Path(args.run_dir) / 'metrics/task_metrics.json'}")
@@ -311,11 +343,18 @@ def main(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of `python -m cachemedicpp.eval`."""
-    return phase_parser(
+    p = phase_parser(
         "eval",
         "Evaluate defenses over the corruption grid on a trained CacheMedic++ run.",
-        "the trained run directory",
+        "the trained run directory (with --from_run: a new one)",
     )
+    p.add_argument(
+        "--from_run",
+        default=None,
+        help="score this trained run's R_phi under --config in the new --run_dir (no retraining);"
+        " the model, corruption and repair sections must match the train run's",
+    )
+    return p
 
 
 if __name__ == "__main__":

@@ -8,12 +8,22 @@ from typing import Any
 
 import numpy as np
 
+from cachemedicpp.task_auc import (
+    CLEAN,
+    NONE,
+    PPL,
+    Axis,
+    UnitValues,
+    gain_ci,
+    mean_task_gain,
+    recovery,
+    task_auc,
+    type_auc,
+)
 from labkit.determinism import derive_seed
 from labkit.stats import bootstrap_ci
 
-PPL = "wikitext2_ppl"
-CLEAN = "clean"  # the type name of the eps-0 cells, shared by every corruption type
-DAMAGE_MIN = 0.01  # recovery is reported only where the undefended damage exceeds 1 %
+HEURISTIC_OF_STABILITY_TASK = PPL  # stability reads next-token logits: the LM task's best heuristic
 
 
 def unit_key(unit: tuple[str, str, float, str]) -> str:
@@ -33,12 +43,15 @@ def task_value(task: str, rows: Sequence[Mapping[str, float]], idx: np.ndarray) 
     return float(_arrays(rows, "correct")[idx].mean())
 
 
-def recovery(task: str, none: float, defended: float, clean: float) -> float | None:
-    """Share of the undefended damage a defense undoes; None where the damage is below 1 %."""
-    damage = (none - clean) / clean if task == PPL else clean - none
-    if damage <= DAMAGE_MIN:
-        return None
-    return (none - defended) / (none - clean)
+def cell_scores(task: str, rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """A finished cell's scores over all its examples, as its eval log line carries them."""
+    idx = np.arange(len(rows))
+    out = {"metric": "ppl" if task == PPL else "accuracy", "value": task_value(task, rows, idx)}
+    if "kl" in rows[0]:
+        count = _arrays(rows, "n").sum()
+        out["kl_to_clean"] = float(_arrays(rows, "kl").sum() / count)
+        out["top1_agreement"] = float(_arrays(rows, "top1").sum() / count)
+    return out
 
 
 def _ci(
@@ -50,17 +63,18 @@ def _ci(
         seed=derive_seed(*seed),
         statistic=lambda i: stat(i.astype(int)),
         n_resamples=boot["n_resamples"],
+        confidence=boot["confidence"],
     )
-    return {"low": res.low, "high": res.high, "method": res.method}
+    return {"low": res.low, "high": res.high, "method": res.method, "confidence": res.confidence}
 
 
 def summarize(
     cfg: Mapping[str, Any],
     units: Sequence[tuple[str, str, float, str]],
     done: Mapping[str, Mapping[str, Any]],
-    examples: Mapping[str, Sequence[Any]],
+    axis: Axis,
 ) -> dict[str, Any]:
-    """The `metrics` of task_metrics.json: cells, AUC, clean regression, needle gate, best heuristic."""
+    """The `metrics` of task_metrics.json: cells, per-task AUCs and gains, regression, best heuristics."""
     boot, seed = cfg["eval"]["bootstrap"], cfg["seed"]
     rows = {u: done[unit_key(u)]["rows"] for u in units}
     cells = []
@@ -86,10 +100,7 @@ def summarize(
         }
         if task == PPL:
             cell["delta_ppl"] = value - clean
-        if "kl" in r[0]:
-            count = _arrays(r, "n").sum()
-            cell["kl_to_clean"] = float(_arrays(r, "kl").sum() / count)
-            cell["top1_agreement"] = float(_arrays(r, "top1").sum() / count)
+        cell.update({k: v for k, v in cell_scores(task, r).items() if k not in ("metric", "value")})
         rec = recovery(task, none, value, clean)
         cell["recovery"] = rec
         if rec is not None and defense != "no_defense":
@@ -109,61 +120,78 @@ def summarize(
         cells.append(cell)
     return {
         "cells": cells,
-        **aggregates(cfg, cells),
+        **aggregates(cfg, cells, rows, axis),
     }
 
 
-def aggregates(cfg: Mapping[str, Any], cells: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """AUC of score over eps, mean score, clean regression, needle gate and the best heuristic."""
+def best_heuristic(
+    heuristics: Sequence[str], auc: Mapping[str, float | None], regression: Mapping[str, float]
+) -> str | None:
+    """The heuristic of largest task AUC; where no curve is defined (no PPL damage above 1 %),
+    the one that costs least on clean input, since there is nothing to recover."""
+    scored = [h for h in heuristics if auc[h] is not None]
+    if scored:
+        return max(scored, key=auc.__getitem__)
+    return min(heuristics, key=regression.__getitem__) if heuristics else None
+
+
+def aggregates(
+    cfg: Mapping[str, Any],
+    cells: Sequence[Mapping[str, Any]],
+    rows: Mapping[tuple[str, str, float, str], Sequence[Mapping[str, float]]],
+    axis: Axis,
+) -> dict[str, Any]:
+    """Per task (never across tasks): AUC per type and mean, gains over no_defense with CIs, the
+    best heuristic; clean regression; the needle gate; R_phi's mean gain over the gated tasks."""
     by = {(c["task"], c["type"], c["eps"], c["defense"]): c for c in cells}
     tasks = sorted({c["task"] for c in cells})
     defenses = list(dict.fromkeys(c["defense"] for c in cells))
-    types = sorted({c["type"] for c in cells} - {CLEAN})
+    boot, seed = cfg["eval"]["bootstrap"], cfg["seed"]
     gate = None
     if "needle_long_context" in tasks:
-        acc = by[("needle_long_context", CLEAN, 0.0, "no_defense")]["value"]
+        acc = by[("needle_long_context", CLEAN, 0.0, NONE)]["value"]
         threshold = cfg["eval"]["needle_long_context"]["gate"]
         gate = {"clean_accuracy": acc, "threshold": threshold, "passed": acc >= threshold}
     counted = [t for t in tasks if not (t == "needle_long_context" and not gate["passed"])]
-    auc: dict[str, dict[str, dict[str, float]]] = {}
+    values = UnitValues(rows)
+    sizes = {t: by[(t, CLEAN, 0.0, NONE)]["n"] for t in tasks}
+    auc, per_task, gains, best = {}, {}, {}, {}
+    heuristics = [d for d in defenses if d not in (NONE, "cachemedic", "cachemedic_no_contr")]
     for task in tasks:
-        auc[task] = {}
-        for kind in types:
-            auc[task][kind] = {}
-            for d in defenses:
-                pts = sorted(
-                    (e, c["score"])
-                    for (t, k, e, dd), c in by.items()
-                    if t == task and dd == d and k in (kind, CLEAN)
-                )
-                eps, score = zip(*pts, strict=True)
-                auc[task][kind][d] = float(np.trapezoid(score, eps))
-    mean_auc = {d: float(np.mean([auc[t][k][d] for t in counted for k in types])) for d in defenses}
-    mean_score = {
-        d: float(np.mean([c["score"] for c in cells if c["defense"] == d and c["task"] in counted]))
-        for d in defenses
-    }
+        auc[task] = {
+            k: {d: type_auc(task, k, d, axis, values.value) for d in defenses} for k in axis.grids
+        }
+        per_task[task] = {d: task_auc(task, d, axis, values.value) for d in defenses}
+        pairs = [(d, NONE) for d in defenses if d != NONE]
+        if {"cachemedic", "cachemedic_no_contr"} <= set(defenses):
+            pairs.append(("cachemedic", "cachemedic_no_contr"))
+        gains[task] = {
+            f"{d}_vs_{b}": gain_ci(task, d, b, axis, values, sizes[task], boot, seed)
+            for d, b in pairs
+        }
     regression = {}
     for task in tasks:
-        clean = by[(task, CLEAN, 0.0, "no_defense")]["value"]
+        clean = by[(task, CLEAN, 0.0, NONE)]["value"]
         regression[task] = {
             d: (
                 100 * (by[(task, CLEAN, 0.0, d)]["value"] / clean - 1)
-                if task == "wikitext2_ppl"
+                if task == PPL
                 else 100 * (clean - by[(task, CLEAN, 0.0, d)]["value"])
             )
             for d in defenses
         }
-    heuristics = [
-        d for d in defenses if d not in ("no_defense", "cachemedic", "cachemedic_no_contr")
-    ]
-    best = max(heuristics, key=mean_auc.__getitem__) if heuristics else None
+        best[task] = best_heuristic(heuristics, per_task[task], regression[task])
+    mean_gain = None
+    if "cachemedic" in defenses and counted:
+        mean_gain = mean_task_gain(counted, "cachemedic", axis, values, sizes, boot, seed)
     return {
+        "auc_axis": axis.describe(),
         "auc": auc,
-        "mean_auc": mean_auc,
-        "mean_score": mean_score,
+        "task_auc": per_task,
+        "auc_gain": gains,
+        "cachemedic_mean_task_gain": mean_gain,
         "clean_regression": regression,
-        "clean_regression_units": {"wikitext2_ppl": "percent PPL", "other": "accuracy points"},
+        "clean_regression_units": {PPL: "percent PPL", "other": "accuracy points"},
         "needle_gate": gate,
         "aggregated_tasks": counted,
         "best_heuristic": best,

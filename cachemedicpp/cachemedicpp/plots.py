@@ -46,8 +46,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def fig_score_vs_eps(cells: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Value vs eps per defense with CI bands: one panel per (task, corruption type)."""
+def missed(calibration: Mapping[str, Any] | None, kind: str) -> bool:
+    """True when `kind`'s calibration missed its target: its reference eps is a fallback."""
+    return calibration is not None and kind in calibration and not calibration[kind]["reached"]
+
+
+def fig_score_vs_eps(
+    cells: Sequence[Mapping[str, Any]], path: Path, calibration: Mapping[str, Any] | None = None
+) -> Path:
+    """Value vs eps per defense with CI bands: one panel per (task, corruption type).
+
+    A type whose calibration missed its target says so in its panel titles.
+    """
     tasks = list(dict.fromkeys(c["task"] for c in cells))
     types = sorted({c["type"] for c in cells} - {"clean"})
     defenses = list(dict.fromkeys(c["defense"] for c in cells))
@@ -65,7 +75,8 @@ def fig_score_vs_eps(cells: Sequence[Mapping[str, Any]], path: Path) -> Path:
                 eps, val, lo, hi = (np.asarray(x, dtype=float) for x in zip(*pts, strict=True))
                 ax.plot(eps, val, marker="o", ms=3, label=d)
                 ax.fill_between(eps, lo, hi, alpha=0.15)
-            ax.set_title(f"{task} / {kind}", fontsize=8)
+            note = "\n(eps* calibration missed: fallback eps)" if missed(calibration, kind) else ""
+            ax.set_title(f"{task} / {kind}{note}", fontsize=8)
             ax.set_xlabel("eps", fontsize=7)
             ax.set_ylabel("PPL (log)" if task == PPL else "accuracy", fontsize=7)
             if task == PPL:
@@ -77,9 +88,9 @@ def fig_score_vs_eps(cells: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 
 def fig_pareto(
-    cells: Sequence[Mapping[str, Any]], regression: Mapping[str, float], path: Path
+    cells: Sequence[Mapping[str, Any]], regression: Mapping[str, float], task: str, path: Path
 ) -> Path:
-    """Mean throughput ratio (x) vs clean PPL regression % (y), one point per defense."""
+    """Mean throughput ratio (x) vs clean regression of `task` (y), one point per defense."""
     fig = Figure(figsize=(4.5, 3.5))
     ax = fig.subplots()
     for d, reg in regression.items():
@@ -89,7 +100,8 @@ def fig_pareto(
     ax.set_yscale("symlog", linthresh=1.0)
     ax.axhline(0.0, color="0.7", lw=0.8)
     ax.set_xlabel("throughput ratio to no_defense")
-    ax.set_ylabel("clean regression (% PPL, symlog)")
+    unit = "% PPL" if task == PPL else "accuracy points"
+    ax.set_ylabel(f"clean regression of {task} ({unit}, symlog)", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
@@ -144,15 +156,21 @@ def _ci(ci: Mapping[str, Any] | None) -> str:
 
 
 def main_table(task: Mapping[str, Any], eps_star: float, kind: str) -> str:
-    """Per defense: clean PPL, PPL at eps* with CI, recovery with CI, KL, top-1, AUC, throughput."""
+    """Per defense: clean PPL, PPL at eps* with CI, recovery with CI, KL, top-1, AUC, throughput.
+
+    When `kind`'s calibration missed its target, the eps column says fallback, not eps*.
+    """
     m = task["metrics"]
+    calibration = task["settings"].get("calibration")
+    fallback = missed(calibration, kind)
+    eps_label = r"$\epsilon_{\mathrm{fallback}}$" if fallback else r"$\epsilon^*$"
     cells = [c for c in m["cells"] if c["task"] == PPL]
     at = {c["defense"]: c for c in cells if c["type"] == kind and c["eps"] == eps_star}
     clean = {c["defense"]: c for c in cells if c["type"] == "clean"}
     lines = [
         r"\begin{tabular}{lrrlrlrrrr}",
         r"\toprule",
-        r"defense & clean PPL & PPL@$\epsilon^*$ & CI & $R$ & $R$ CI & KL & top-1 & AUC & tput \\",
+        rf"defense & clean PPL & PPL@{eps_label} & CI & $R$ & $R$ CI & KL & top-1 & AUC$_R$ & tput \\",
         r"\midrule",
     ]
     for d, c in at.items():
@@ -165,48 +183,70 @@ def main_table(task: Mapping[str, Any], eps_star: float, kind: str) -> str:
             _ci(c.get("recovery_ci")),
             _fmt(c.get("kl_to_clean"), 4),
             _fmt(c.get("top1_agreement")),
-            _fmt(m["mean_auc"][d], 4),
+            _fmt(m["task_auc"][PPL][d], 4),
             _fmt(c["throughput_ratio"]),
         ]
         lines.append(" & ".join(row) + r" \\")
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        f"% {kind} at eps*={eps_star:.4g}; CIs: BCa over examples; AUC: mean over tasks and types",
+        f"% {kind} at eps*={eps_star:.4g}; CIs: BCa over examples; AUC_R: PPL recovery over "
+        "eps/eps*, mean over types",
     ]
+    if fallback:
+        rise = 100 * calibration[kind]["ppl_increase"]
+        lines[-1] = (
+            f"% {kind} at a FALLBACK eps={eps_star:.4g}: calibration missed its target "
+            f"(+{rise:.1f} % PPL there); CIs: BCa over examples"
+        )
     return "\n".join(lines) + "\n"
 
 
+def _gain(gain: Mapping[str, Any] | None) -> str:
+    if gain is None or gain["value"] is None:
+        return "--"
+    return f"{gain['value']:+.3f} {_ci(gain)}"
+
+
 def ablation_table(task: Mapping[str, Any], stab: Mapping[str, Any]) -> str:
-    """contr vs no_contr: AUC, Sens at the largest δn, their ratio to none, clean regression."""
+    """contr vs no_contr per task: AUC, gain over none with CI, and the contr - no_contr gain;
+    Sens at the largest δn, its ratio to none, clean regression."""
     m = task["metrics"]
-    curves = stab["metrics"]["stability"]["logit_sensitivity"]
-    top = curves[-1]
+    top = stab["metrics"]["stability"]["logit_sensitivity"][-1]
     lines = [
-        r"\begin{tabular}{lrrrr}",
+        r"\begin{tabular}{llrlrrr}",
         r"\toprule",
-        rf"variant & AUC & Sens@$\delta_n$={top['delta_norm']:g} & Sens ratio & clean reg.\ \% \\",
+        rf"variant & task & AUC & gain vs none [CI] & Sens@$\delta_n$={top['delta_norm']:g} "
+        r"& Sens ratio & clean reg. \\",
         r"\midrule",
     ]
     for d in ("cachemedic", "cachemedic_no_contr"):
-        if d not in m["mean_auc"]:
-            lines.append(d.replace("_", r"\_") + r" & \multicolumn{4}{l}{no paired run} \\")
+        if d not in m["task_auc"][next(iter(m["task_auc"]))]:
+            lines.append(d.replace("_", r"\_") + r" & \multicolumn{6}{l}{no paired run} \\")
             continue
         sens = top.get(d)
         ratio = None if sens is None or top["baseline"] == 0 else sens / top["baseline"]
-        reg = m["clean_regression"][PPL][d] if PPL in m["clean_regression"] else None
-        row = [
-            d.replace("_", r"\_"),
-            _fmt(m["mean_auc"][d], 4),
-            _fmt(sens),
-            _fmt(ratio),
-            _fmt(reg, 2),
-        ]
-        lines.append(" & ".join(row) + r" \\")
+        for t, per in m["task_auc"].items():
+            row = [
+                d.replace("_", r"\_"),
+                t.replace("_", r"\_"),
+                _fmt(per[d], 4),
+                _gain(m["auc_gain"][t].get(f"{d}_vs_no_defense")),
+                _fmt(sens),
+                _fmt(ratio),
+                _fmt(m["clean_regression"][t][d], 2),
+            ]
+            lines.append(" & ".join(row) + r" \\")
+    for t, gains in m["auc_gain"].items():
+        pair = gains.get("cachemedic_vs_cachemedic_no_contr")
+        if pair is not None:
+            name = t.replace("_", r"\_")
+            lines.append(rf"contr $-$ no\_contr & {name} & & {_gain(pair)} & & & \\")
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        "% one run; seed CIs of the contr-minus-no_contr deltas come from the seedrep sweep summary",
+        "% AUC per task over eps/eps* (PPL: recovery; others: accuracy); CIs: BCa over examples "
+        "of this run; seed CIs and paired tests come from the sweep's ablation_summary.json",
     ]
     return "\n".join(lines) + "\n"
 
@@ -236,11 +276,11 @@ def make_plots(run_dir: str | os.PathLike) -> list[Path]:
     stab = read_metrics(run.path, "stability_metrics.json")
     figs, tabs = run.path / "paper" / "figures", run.path / "paper" / "tables"
     m, st = task["metrics"], stab["metrics"]["stability"]
-    regression = m["clean_regression"].get(PPL) or next(iter(m["clean_regression"].values()))
+    reg_task = PPL if PPL in m["clean_regression"] else next(iter(m["clean_regression"]))
     kind, eps = headline_eps(run.path, task)
     out = [
-        fig_score_vs_eps(m["cells"], figs / FIGURES[0]),
-        fig_pareto(m["cells"], regression, figs / FIGURES[1]),
+        fig_score_vs_eps(m["cells"], figs / FIGURES[0], task["settings"].get("calibration")),
+        fig_pareto(m["cells"], m["clean_regression"][reg_task], reg_task, figs / FIGURES[1]),
         fig_sensitivity(st["logit_sensitivity"], figs / FIGURES[2]),
         fig_amplification(st["amplification_map"], figs / FIGURES[3]),
         atomic_write_text(tabs / TABLES[0], main_table(task, eps, kind)),

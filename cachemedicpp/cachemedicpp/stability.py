@@ -24,6 +24,7 @@ from cachemedicpp.cli_args import phase_parser
 from cachemedicpp.config import load_run_config
 from cachemedicpp.data import split_texts, token_stream
 from cachemedicpp.eval import load_repair
+from cachemedicpp.eval_metrics import HEURISTIC_OF_STABILITY_TASK
 from cachemedicpp.families import cache_shape
 from cachemedicpp.heuristics import build_heuristic, clean_median_rms
 from cachemedicpp.intervention import Defense, intervene
@@ -39,7 +40,7 @@ from labkit.heartbeat import Heartbeat
 from labkit.rundir import RunDir
 
 PHASE = "stability"
-GAMMA_DELTA_NORM = 1.0  # γ is measured at δn = 1 (relative) on one (layer, head) at a time
+GAMMA_DELTA_NORM = 1.0  # γ is measured at δn = 1 (in stability.delta_scale) on one (layer, head)
 
 
 def prompts(cfg: Mapping[str, Any], tok: Any) -> list[torch.Tensor]:
@@ -148,8 +149,10 @@ def prompt_unit(
                 ratios = []
                 for j in range(st["directions"]):
                     key = (cfg["seed"], "gamma", index, j, h)
-                    unit = probe.direction(key, mask, head=h, layers=[layer])[layer]
-                    delta = {layer: tuple(x * GAMMA_DELTA_NORM for x in unit)}
+                    unit = probe.direction(key, mask, head=h, layers=[layer])
+                    if st["delta_scale"] == "rms":
+                        unit = _rms_scaled(probe, unit, mask)
+                    delta = {layer: tuple(x * GAMMA_DELTA_NORM for x in unit[layer])}
                     z = probe.logits(defenses[name], delta)[top]
                     size = torch.sqrt(sum(x.pow(2).sum() for x in delta[layer]))
                     ratios.append(float((z - base[name]).norm() / (size + eps0)))
@@ -173,11 +176,14 @@ def _rms_scaled(probe: Probe, unit: dict, mask: torch.Tensor) -> dict:
 def stability_defenses(
     run: RunDir, cfg: Mapping[str, Any], model: PreTrainedModel, first: torch.Tensor
 ) -> tuple[dict[str, Defense | None], str]:
-    """{baseline, heuristics (eval's best heuristic), cachemedic[, cachemedic_no_contr]}."""
+    """{baseline, heuristics (eval's best on PPL, else on another task), cachemedic[, no_contr]}."""
     path = run.path / "metrics" / "task_metrics.json"
     if not path.is_file():
         raise MissingInputError(f"{path} is missing; run cachemedicpp.eval first (best heuristic)")
-    best = json.loads(path.read_text(encoding="utf-8"))["metrics"]["best_heuristic"]
+    per_task = json.loads(path.read_text(encoding="utf-8"))["metrics"]["best_heuristic"]
+    best = per_task.get(HEURISTIC_OF_STABILITY_TASK) or next(
+        (h for h in per_task.values() if h is not None), None
+    )
     out: dict[str, Defense | None] = {"baseline": None}
     if best is not None:
         with intervene(model, record=cfg["repair"]["protect_layers"]) as iv:

@@ -72,12 +72,18 @@ def score_ppl(
     if clean is None:
         clean = clean_reference(model, "wikitext2_ppl", ex)
     ids = ex.ids.to(model.device)
-    with intervene(model, event, defense):
+    with intervene(model, event, defense) as iv:
         logits = model(ids).logits[0, ex.score_from - 1 : -1]
     targets = ids[0, ex.score_from :]
     kl, agree = _compare(clean, logits)
     nll = F.cross_entropy(logits.float(), targets, reduction="sum").item()
-    return {"nll": nll, "n": targets.numel(), "kl": kl, "top1": agree}
+    return {
+        "nll": nll,
+        "n": targets.numel(),
+        "kl": kl,
+        "top1": agree,
+        "eps_realized": iv.eps_realized,
+    }
 
 
 @torch.no_grad()
@@ -99,14 +105,15 @@ def score_sst2(
     scores, last = [], None
     for lab in label_ids:
         ids = torch.cat([ex.ids, lab[None]], dim=1).to(model.device)
-        with intervene(model, event, defense):
+        with intervene(model, event, defense) as iv:
             logits = model(ids).logits[0]
         logp = F.log_softmax(logits[n - 1 : -1].float(), -1)
         scores.append(logp.gather(1, ids[0, n:, None]).sum().item())
         last = logits[n - 1 : n]
     kl, agree = _compare(clean, last)
     pred = int(scores[1] > scores[0])
-    return {"correct": float(pred == ex.label), "n": 1, "kl": kl, "top1": agree}
+    correct = float(pred == ex.label)
+    return {"correct": correct, "n": 1, "kl": kl, "top1": agree, "eps_realized": iv.eps_realized}
 
 
 def score_needle(
@@ -118,7 +125,7 @@ def score_needle(
     eos_token_id: int | None,
 ) -> dict[str, float]:
     """Greedy exact match of the needle's value tokens (the event is persistent, written once)."""
-    out, _ = greedy_decode(
+    out, iv = greedy_decode(
         model,
         ex.ids.to(model.device),
         answer_ids.numel(),
@@ -127,7 +134,7 @@ def score_needle(
         eos_token_id=eos_token_id,
     )
     hit = out.shape[1] == answer_ids.numel() and bool((out[0].cpu() == answer_ids).all())
-    return {"correct": float(hit), "n": 1}
+    return {"correct": float(hit), "n": 1, "eps_realized": iv.eps_realized}
 
 
 def ppl_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[Example]:
@@ -141,18 +148,44 @@ def ppl_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[
 
 
 def sst2_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[Example]:
-    """The first `n` examples of the split, prompted (no cycling: n beyond the split is an error)."""
+    """The first `n` examples of the split, prompted (no cycling: n beyond the split is an error).
+
+    With `filler_tokens` > 0, that many tokens of repeated `filler_text` follow the review, so
+    the words that decide the label sit far back in the cache (`Review: {x}{filler}\nSentiment:`).
+    """
     data = load_dataset(spec["dataset"], config=spec["dataset_config"], local_hint=LOCAL_HINT)
     rows = data[spec["split"]]
     if spec["n"] > len(rows):
         raise ConfigError(
             f"eval.sst2_prompted.n {spec['n']} exceeds the {len(rows)} rows of {spec['split']!r}"
         )
+    filler = _filler(tok, spec["filler_text"], spec["filler_tokens"])
     out = []
     for row in rows.select(range(spec["n"])):
-        ids = tok(SST2_TEMPLATE.format(x=row["sentence"]), return_tensors="pt").input_ids
-        out.append(Example(ids, label=int(row["label"])))
+        prompt = tok(SST2_TEMPLATE.format(x=row["sentence"]), return_tensors="pt").input_ids[0]
+        if filler.numel():
+            head, cue = _split_at_label_cue(tok, prompt)
+            prompt = torch.cat([head, filler, cue])
+        out.append(Example(prompt[None], label=int(row["label"])))
     return out
+
+
+def _filler(tok: PreTrainedTokenizerBase, text: str, n: int) -> torch.Tensor:
+    """The first `n` tokens of `text` repeated (empty for n = 0)."""
+    ids = torch.tensor(tok(text * n, verbose=False).input_ids[:n], dtype=torch.long)
+    if ids.numel() < n:
+        raise ConfigError(f"eval.sst2_prompted.filler_text {text!r} gives no tokens to fill with")
+    return ids
+
+
+def _split_at_label_cue(
+    tok: PreTrainedTokenizerBase, prompt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt before and from its `\nSentiment:` cue (the tokens the template ends with)."""
+    cue = tok("\nSentiment:", return_tensors="pt").input_ids[0]
+    if prompt.numel() <= cue.numel() or not torch.equal(prompt[-cue.numel() :], cue):
+        raise ConfigError("the tokenizer splits `\nSentiment:` differently inside the prompt")
+    return prompt[: -cue.numel()], prompt[-cue.numel() :]
 
 
 def needle_examples(

@@ -6,7 +6,6 @@ so a resumed run needs only φ, Adam and the step to continue exactly as if neve
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from cachemedicpp.data import train_prefix
 from cachemedicpp.families import cache_shape
@@ -29,7 +28,8 @@ from cachemedicpp.losses import (
 )
 from cachemedicpp.mixture import make_event, sample_step
 from cachemedicpp.repair import RepairOperator
-from labkit.checkpoint import load_checkpoint, save_checkpoint
+from cachemedicpp.retrieval import RetrievalDocs
+from labkit.checkpoint import load_checkpoint, rewind_logs, save_checkpoint
 from labkit.control import PauseControl
 from labkit.errors import Paused, RunExistsError
 from labkit.heartbeat import Heartbeat
@@ -62,6 +62,7 @@ class Trainer:
         mix: Mapping[str, float],
         grids: Mapping[str, list[float]],
         donor: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None,
+        tokenizer: PreTrainedTokenizerBase,
     ):
         self.run, self.cfg, self.model = run, cfg, model
         self.stream, self.mix, self.grids, self.donor = stream, mix, grids, donor
@@ -74,17 +75,29 @@ class Trainer:
         self.log = run.path / "logs" / "train.jsonl"
         self.step = 0
         self.window = self._empty_window()
+        spec = cfg["loss"]["retrieval"]
+        self.retrieval = (
+            RetrievalDocs(tokenizer, spec, cfg["seed"], shape.positions)
+            if spec["prob"] > 0
+            else None
+        )
 
     # -- one step ------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step; returns its losses, contraction ratios and corruption."""
         cfg, model = self.cfg, self.model
-        n_tok, kd_pos = cfg["data"]["prefix_tokens"], cfg["loss"]["kd_positions"]
-        prefix = train_prefix(self.stream, step, n_tok, cfg["seed"]).to(model.device)
+        n_tok = cfg["data"]["prefix_tokens"]
+        doc = None if self.retrieval is None else self.retrieval.draw(step)
+        if doc is None:
+            prefix = train_prefix(self.stream, step, n_tok, cfg["seed"]).to(model.device)
+            kd, kd_weight = slice(-cfg["loss"]["kd_positions"], None), 1.0
+        else:  # a needle document: KD where the answer tokens are predicted, from far back
+            prefix, n_tok = doc.ids.to(model.device), doc.ids.shape[1]
+            kd, kd_weight = slice(-doc.answer_tokens - 1, -1), self.retrieval.weight
         draw = sample_step(cfg, self.mix, self.grids, step)
         protect = self.repair.layers
         with torch.no_grad(), intervene(model, record=protect) as teacher:
-            z_clean = model(prefix).logits[0, -kd_pos:]
+            z_clean = model(prefix).logits[0, kd]
         event = None
         if draw is not None:
             # Training reads the damage in the prefix's own forward pass: always transient.
@@ -98,11 +111,11 @@ class Trainer:
                 persistence="transient",
             )
         with intervene(model, event, self.repair, record=protect) as student:
-            z_rep = model(prefix).logits[0, -kd_pos:]
+            z_rep = model(prefix).logits[0, kd]
         layers = [_layer_kv(teacher, student, layer) for layer in protect]
         lc = cfg["loss"]
         zero = torch.zeros((), device=model.device)
-        parts = {"kd": kd_loss(z_clean, z_rep, lc["kd_temperature"])}
+        parts = {"kd": kd_weight * kd_loss(z_clean, z_rep, lc["kd_temperature"])}
         rho = torch.zeros(0)
         if draw is None:
             parts["id"] = identity_loss(layers, lc["eps0"])
@@ -238,8 +251,11 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.ckpt / "train_state_latest.pt"
+        log = str(self.log.relative_to(self.run.path))
         if not path.is_file():
-            return  # paused or killed before the first state was saved: start over
+            # Killed before the first state was saved: training starts over, and so does its log.
+            rewind_logs(self.run.path, {log: 0})
+            return
         state = load_checkpoint(path, map_location=str(self.model.device))
         if state["config_hash"] != self.run.record["config_hash"]:
             raise RunExistsError(
@@ -250,8 +266,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.window = state["step"], state["window"]
         # Steps after the state are redone, so their log lines (if a kill left any) must go.
-        if self.log.exists():
-            os.truncate(self.log, state["log_bytes"])
+        rewind_logs(self.run.path, {log: state["log_bytes"]})
 
     def _clear_stale(self) -> None:
         """A restarted phase (--no-resume) must not keep the files of the attempt it replaces."""

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,15 @@ def test_operator_fragments_apply_as_overrides(option):
     cfg = load_run_config(CONFIGS / "mve.yaml", fragment_overrides(path))
     assert cfg["repair"]["option"] == option
     assert cfg["repair"]["protect_layers"] == [8, 9, 10, 11]
+
+
+def test_readme_links_stay_inside_the_repository():
+    text = (PROJECT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)", text)
+    assert "docs/DESIGN.md" in targets
+    for target in targets:
+        assert "://" not in target, target
+        path = (PROJECT / target).resolve()
+        # every link names a file of this repository that exists
+        assert path.is_file() and PROJECT.parent in path.parents, target
+    assert "shared/" not in text

@@ -5,20 +5,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from torch.nn import functional as F
 from transformers import GPT2LMHeadModel
 
 from cachemedicpp.config import resolve, schema
-from cachemedicpp.eval import Evaluator, eval_run
-from cachemedicpp.eval_metrics import recovery, unit_key
+from cachemedicpp.eval import Evaluator, build_parser, eval_run, main
+from cachemedicpp.eval_metrics import _ci, task_value, unit_key
 from cachemedicpp.heuristics import Heuristic
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import require_trained
-from cachemedicpp.tasks import ppl_examples, score_ppl
+from cachemedicpp.rescore import prepare_from_run
+from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
+from cachemedicpp.tasks import ppl_examples, score_ppl, sst2_examples
 from cachemedicpp.train import train_run
+from labkit.cli import run_cli
 from labkit.config import validate
 from labkit.control import request_pause
-from labkit.errors import MissingInputError, Paused, RunExistsError
+from labkit.errors import ConfigError, MissingInputError, Paused, RunExistsError
 from labkit.jsonl import read_jsonl
 from labkit.zoo import weights_digest
 
@@ -107,6 +111,39 @@ def test_heuristics_touch_only_their_region():
     assert torch.allclose(rms, torch.full_like(rms, 2.0))
 
 
+def test_bootstrap_confidence_sets_the_interval_level():
+    rows = [{"correct": float(i % 3 == 0), "n": 1} for i in range(30)]
+    width = {}
+    for level in (0.5, 0.95):
+        boot = {"n_resamples": 500, "confidence": level}
+        ci = _ci(lambda i: task_value("sst2_prompted", rows, i), 30, boot, (0, "t"))
+        assert ci["confidence"] == level
+        width[level] = ci["high"] - ci["low"]
+    # a 50 % interval is narrower than a 95 % one over the same resamples
+    assert width[0.5] < width[0.95]
+
+
+def test_task_auc_is_per_task_on_the_eps_over_eps_star_axis():
+    ppl, acc = "wikitext2_ppl", "sst2_prompted"
+    # two types whose curves match on x = eps/eps*, with eps* 0.2 and 0.8
+    axis = Axis({"a": [0.1, 0.2], "b": [0.4, 0.8]}, {"a": 0.2, "b": 0.8}, calibrated=True)
+    values = {(ppl, "clean", 0.0, "no_defense"): 10.0, (ppl, "clean", 0.0, "r"): 10.0}
+    values |= {(acc, "clean", 0.0, "no_defense"): 0.9, (acc, "clean", 0.0, "r"): 0.9}
+    for kind, (e1, e2) in (("a", (0.1, 0.2)), ("b", (0.4, 0.8))):
+        values |= {(ppl, kind, e1, "no_defense"): 12.0, (ppl, kind, e1, "r"): 11.0}
+        values |= {(ppl, kind, e2, "no_defense"): 14.0, (ppl, kind, e2, "r"): 11.0}
+        values |= {(acc, kind, e1, "no_defense"): 0.7, (acc, kind, e1, "r"): 0.8}
+        values |= {(acc, kind, e2, "no_defense"): 0.5, (acc, kind, e2, "r"): 0.8}
+    # PPL: recovery 0.5 at x = 0.5 and 0.75 at x = 1: area 0.3125 over a span of 0.5
+    assert type_auc(ppl, "a", "r", axis, values.__getitem__) == pytest.approx(0.625)
+    # a large eps* does not weigh more: both types give the same AUC, and so does their mean
+    assert type_auc(ppl, "b", "r", axis, values.__getitem__) == pytest.approx(0.625)
+    assert task_auc(ppl, "r", axis, values.__getitem__) == pytest.approx(0.625)
+    assert task_auc(ppl, "no_defense", axis, values.__getitem__) == pytest.approx(0.0)
+    # accuracy: 0.9, 0.7, 0.5 at x = 0, 0.5, 1 -> mean height 0.7
+    assert task_auc(acc, "no_defense", axis, values.__getitem__) == pytest.approx(0.7)
+
+
 def test_recovery_definition():
     assert recovery("wikitext2_ppl", none=12.0, defended=11.0, clean=10.0) == pytest.approx(0.5)
     assert recovery("wikitext2_ppl", none=10.05, defended=10.0, clean=10.0) is None
@@ -136,6 +173,22 @@ def test_eval_writes_metrics_and_resume_mid_grid_is_identical(model_dir, trained
     gate = record["metrics"]["needle_gate"]
     assert gate["passed"] == (gate["clean_accuracy"] >= 0.9)
     assert (gate["passed"]) == ("needle_long_context" in record["metrics"]["aggregated_tasks"])
+    m = record["metrics"]
+    # per task only: no number averages PPL with accuracies
+    assert not {"mean_auc", "mean_score"} & set(m)
+    assert set(m["task_auc"]) == set(m["best_heuristic"]) == set(EVAL["tasks"])
+    assert m["auc_axis"]["reference"] == "largest eps of the grid"
+    for task, best in m["best_heuristic"].items():
+        heuristics = ("reset_clear", "smoothing", "masking_dropout", "clipping_renorm")
+        scored = {
+            h: m["task_auc"][task][h] for h in heuristics if m["task_auc"][task][h] is not None
+        }
+        fallback = min(heuristics, key=m["clean_regression"][task].get)
+        assert best == (max(scored, key=scored.get) if scored else fallback)
+    gain = m["auc_gain"]["sst2_prompted"]["cachemedic_vs_no_defense"]
+    assert gain["value"] == pytest.approx(
+        m["task_auc"]["sst2_prompted"]["cachemedic"] - m["task_auc"]["sst2_prompted"]["no_defense"]
+    )
     for name in (
         "metrics/task_metrics.json",
         "metrics/eval_progress.json",
@@ -242,3 +295,52 @@ def test_units_cover_the_grid_once_and_ood_evaluates_the_held_out_type(model_dir
     assert sum(u[1] == "clean" for u in units) == 3 * 2  # eps 0 once per (task, defense)
     ood = resolve(cfg, ["eval.ood_protocol=loto_holdout_gaussian"])
     assert eval_types(ood) == ["gaussian"]
+
+
+def test_from_run_scores_a_trained_operator_under_a_new_eval_config(model_dir, trained, tmp_path):
+    new_cfg = config(model_dir, eps=[0.0, 0.16], bootstrap={"n_resamples": 100})
+    new = tmp_path / "rescored"
+    prepare_from_run(new_cfg, trained, new)
+    record = eval_run(new_cfg, new)
+    assert {c["eps"] for c in record["metrics"]["cells"]} == {0.0, 0.16}
+    run = json.loads((new / "run_record.json").read_text())
+    trained_record = json.loads((trained / "run_record.json").read_text())
+    source = run["from_run"]
+    assert source["run_dir"] == str(trained.resolve())
+    assert source["weights_sha256"] == trained_record["model"]["weights_sha256"]
+    assert source["config_hash"] == trained_record["config_hash"] != run["config_hash"]
+    ckpt = trained / "checkpoints" / source["repair_checkpoint"]
+    assert (new / "checkpoints" / ckpt.name).read_bytes() == ckpt.read_bytes()
+    # a rerun of the same command resumes instead of refusing
+    prepare_from_run(new_cfg, trained, new)
+    # the operator's own sections may not change: that would need retraining
+    other = resolve(new_cfg, ["repair.rank=2"])
+    with pytest.raises(ConfigError, match="repair differ"):
+        prepare_from_run(other, trained, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ConfigError, match="new directory"):
+        prepare_from_run(new_cfg, trained, trained)
+
+
+def test_from_run_cli_refuses_another_repair_with_exit_2(model_dir, trained, tmp_path):
+    path = tmp_path / "new.yaml"
+    path.write_text(yaml.safe_dump(config(model_dir)))
+    argv = ["--config", str(path), "--run_dir", str(tmp_path / "n"), "--from_run", str(trained)]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(build_parser(), main, [*argv, "repair.rank=2"])
+    assert exit_.value.code == 2 and not (tmp_path / "n").exists()
+
+
+def test_sentiment_filler_puts_the_review_far_back(model_dir):
+    _, tok = load_model(config(model_dir))
+    spec = resolve(config(model_dir))["eval"]["sst2_prompted"]
+    plain = sst2_examples(tok, spec)
+    filled = sst2_examples(tok, {**spec, "filler_tokens": 20})
+    cue = tok("\nSentiment:").input_ids
+    dot = tok(" .").input_ids
+    for a, b in zip(plain, filled, strict=True):
+        assert b.label == a.label and b.ids.shape[1] == a.ids.shape[1] + 20
+        # the review, then 20 filler tokens, then the cue: the review is > 20 tokens back
+        assert b.ids[0, -len(cue) :].tolist() == cue == a.ids[0, -len(cue) :].tolist()
+        assert set(b.ids[0, -len(cue) - 20 : -len(cue)].tolist()) == set(dot)
+        assert torch.equal(b.ids[0, : a.ids.shape[1] - len(cue)], a.ids[0, : -len(cue)])

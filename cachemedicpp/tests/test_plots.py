@@ -2,12 +2,23 @@ import json
 
 import pytest
 
-from cachemedicpp.config import resolve
+from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import eval_run
 from cachemedicpp.plots import FIGURES, TABLES, make_plots
 from cachemedicpp.stability import stability_run
 from cachemedicpp.train import train_run
+from labkit.config import validate
 from labkit.errors import MissingInputError
+from labkit.jsonl import read_jsonl
+
+# Every JSONL file a phase writes, by name, and the schema its lines follow.
+JSONL_SCHEMAS = {
+    "train.jsonl": "log_record",
+    "eval.jsonl": "log_record",
+    "train_heartbeat.jsonl": "heartbeat_record",
+    "eval_heartbeat.jsonl": "heartbeat_record",
+    "stability_heartbeat.jsonl": "heartbeat_record",
+}
 
 
 def run_config(model_dir):
@@ -66,6 +77,31 @@ def test_plots_write_the_locked_files_from_saved_metrics(model_dir, tmp_path):
     table = (run / "paper" / "tables" / "table_main_results.tex").read_text()
     assert "cachemedic" in table and "gaussian at eps*=0.16" in table
     assert "no paired run" in (run / "paper" / "tables" / "table_ablation_summary.tex").read_text()
+
+    # Every JSONL line train, eval and stability wrote validates; no JSONL file lacks a schema.
+    written = sorted(run.rglob("*.jsonl"))
+    assert {p.name for p in written} == set(JSONL_SCHEMAS)
+    for path in written:
+        lines = read_jsonl(path, strict=True).records
+        assert lines, path
+        for line in lines:
+            validate(line, schema(JSONL_SCHEMAS[path.name]), what=str(path))
+    cells = read_jsonl(run / "logs" / "eval.jsonl").records
+    assert len(cells) == len(
+        json.loads((run / "metrics" / "task_metrics.json").read_text())["metrics"]["cells"]
+    )
+    assert all(c["scores"]["value"] > 0 for c in cells)
+
+    # A calibration that missed its target is labelled a fallback, not eps*.
+    metrics_path = run / "metrics" / "task_metrics.json"
+    record = json.loads(metrics_path.read_text())
+    record["settings"]["calibration"] = {
+        "gaussian": {"eps_star": 0.16, "reached": False, "ppl_increase": 0.05}
+    }
+    metrics_path.write_text(json.dumps(record))
+    make_plots(run)
+    table = (run / "paper" / "tables" / "table_main_results.tex").read_text()
+    assert "FALLBACK eps=0.16" in table and "mathrm{fallback}" in table
 
     # Saved metrics only: an edited value shows up in the table, no model or checkpoint is needed.
     metrics_path = run / "metrics" / "task_metrics.json"

@@ -7,7 +7,7 @@ import torch
 from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import eval_run
 from cachemedicpp.modeling import load_model
-from cachemedicpp.stability import Probe, region_mask, stability_run
+from cachemedicpp.stability import Probe, prompt_unit, region_mask, stability_run
 from cachemedicpp.train import train_run
 from labkit.config import validate
 from labkit.control import request_pause
@@ -118,3 +118,15 @@ def test_stability_needs_the_eval_metrics(model_dir, tmp_path):
     train_run(cfg, run)
     with pytest.raises(MissingInputError):
         stability_run(cfg, run)
+
+
+def test_gamma_follows_delta_scale(model_dir):
+    model, _ = load_model(cfg_of(model_dir))
+    ids = torch.arange(2, 42)[None]
+    gamma = {}
+    for scale in ("relative", "rms"):
+        cfg = resolve(cfg_of(model_dir), [f"stability.delta_scale={scale}"])
+        unit = prompt_unit(cfg, model, ids, 0, {"baseline": None}, [0, 1])
+        gamma[scale] = torch.tensor(unit["gamma"]["baseline"])
+    # γ is read at δn = 1 in the configured scale, so the two scales give different gains
+    assert not torch.allclose(gamma["relative"], gamma["rms"])

@@ -13,6 +13,7 @@ from cachemedicpp.config import PROJECT, load_run_config, resolve, schema
 from cachemedicpp.data import split_stream
 from cachemedicpp.modeling import load_model
 from cachemedicpp.ppl import perplexity, sliding_windows
+from cachemedicpp.retrieval import RetrievalDocs
 from cachemedicpp.train import train_run
 from labkit.checkpoint import load_checkpoint
 from labkit.config import validate
@@ -103,6 +104,33 @@ def test_pause_at_step_3_then_resume_equals_six_straight_steps(model_dir, tmp_pa
     a, b = phi(straight, 6), phi(paused, 6)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed R_phi must be bitwise equal"
     assert [r["step"] for r in read_jsonl(paused / "logs" / "train.jsonl").records] == [2, 4, 6]
+
+
+def test_a_crash_before_the_first_state_leaves_no_duplicate_log_lines(model_dir, tmp_path):
+    cfg = config(model_dir, "train.log_every=1", "train.checkpoint_every=100")
+    run = tmp_path / "run"
+
+    def crash_at_3(step: int) -> None:
+        if step == 3:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train_run(cfg, run, on_step=crash_at_3)
+    assert not (run / "checkpoints" / "train_state_latest.pt").exists()
+    assert [r["step"] for r in read_jsonl(run / "logs" / "train.jsonl").records] == [1, 2, 3]
+    train_run(cfg, run)
+    # training started over, and its log with it: 1..6 once each, not 1, 2, 3, 1, 2, ...
+    steps = [r["step"] for r in read_jsonl(run / "logs" / "train.jsonl").records]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_calibration_that_misses_its_target_warns(model_dir, tmp_path):
+    # eps_max so small that no type can reach +25 % PPL
+    cfg = config(model_dir, "corruption.calibrate.eps_max=0.001", "train.steps=1")
+    with pytest.warns(UserWarning, match="missed its target"):
+        train_run(cfg, tmp_path / "run")
+    cal = json.loads((tmp_path / "run" / "metrics" / "calibration.json").read_text())
+    assert not any(t["reached"] for t in cal["metrics"]["types"].values())
 
 
 def test_resume_refuses_another_config_and_no_resume_restarts(model_dir, tmp_path):
@@ -200,3 +228,21 @@ def test_calibration_search_brackets_the_target(power, eps_max, reached):
     assert (abs(inc - 0.25) <= 0.02) is reached
     assert eps == (pytest.approx(0.5, abs=0.03) if reached else eps_max)
     assert len(calls) <= 15
+
+
+def test_retrieval_term_trains_on_needle_answers_and_is_off_by_default(model_dir, tmp_path):
+    cfg = config(model_dir)
+    assert cfg["loss"]["retrieval"]["prob"] == 0  # off unless asked for: the ablation
+    _, tok = load_model(cfg)
+    spec = {**cfg["loss"]["retrieval"], "prob": 0.5}
+    docs = RetrievalDocs(tok, spec, seed=7, max_len=256)
+    draws = [docs.draw(s) for s in range(200)]
+    assert [d is None for d in draws] == [docs.draw(s) is None for s in range(200)]  # seeded
+    assert 60 < sum(d is not None for d in draws) < 140
+    doc = next(d for d in draws if d is not None)
+    assert doc.ids.shape[1] <= 256 and doc.answer_tokens >= 1
+    # every step a needle document: training runs, and its KD reads the answer positions
+    run = tmp_path / "run"
+    train_run(config(model_dir, "loss.retrieval.prob=1.0", "train.steps=2"), run)
+    logs = read_jsonl(run / "logs" / "train.jsonl").records
+    assert [r["step"] for r in logs] == [2] and logs[0]["losses"]["kd"] >= 0
