@@ -19,7 +19,11 @@ from labkit.cli import run_cli
 from labkit.errors import ConfigError, MissingInputError
 
 if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
+
+    from dream.baseline import BaselineStore
     from dream.evaluator import EvalContext
+    from dream.fleet import WorkerOptions
 
 # Each subcommand imports what it needs when it runs: optuna, scipy and matplotlib together take
 # seconds to load, which `doctor` and `approvals list` should not pay.
@@ -28,6 +32,7 @@ COMMANDS = (
     "baseline",
     "evaluate",
     "service",
+    "worker",
     "approvals",
     "promote",
     "rollback",
@@ -114,6 +119,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", type=int, default=20)
     p.add_argument("--refresh-baseline", action="store_true")
 
+    p = sub.add_parser(
+        "worker", help="one fleet worker: screen trials of a study shared through RDB storage"
+    )
+    _common(p, measuring=True)
+    p.add_argument("--domain", required=True)
+    p.add_argument(
+        "--storage",
+        required=True,
+        help="SQLAlchemy URL of the shared study, e.g. postgresql+psycopg://user@dbhost:5432/dream",
+    )
+    p.add_argument("--study", default=None, help="the shared study's name (default: the domain)")
+    p.add_argument(
+        "--n-trials", type=int, required=True, help="evaluated trials the fleet brings the study to"
+    )
+    p.add_argument(
+        "--population", type=int, default=20, help="NSGA-II population (same fleet-wide)"
+    )
+    p.add_argument("--worker", type=int, default=0, help="this worker's index (seeds its sampler)")
+    p.add_argument("--heartbeat-interval", type=int, default=5, help="seconds between beats")
+    p.add_argument(
+        "--grace-period", type=int, default=30, help="seconds without a beat before a trial is dead"
+    )
+    p.add_argument("--max-retry", type=int, default=2, help="retries of a dead worker's trial")
+
     p = sub.add_parser("approvals", help="list, approve or reject packs waiting for a human")
     _common(p)
     p.add_argument("action", choices=("list", "approve", "reject"))
@@ -186,6 +215,10 @@ def _genome_changes(text: str) -> dict[str, Any]:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     skip = {"command", "debug", "regimes", "caps", "out_root"}
     out = {k: v for k, v in vars(args).items() if k not in skip}
+    if "storage" in out:  # a manifest must not keep a database password
+        from dream.search import safe_url
+
+        out["storage"] = safe_url(out["storage"])
     return json.loads(json.dumps(out, default=str))
 
 
@@ -206,7 +239,30 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
     cfg = _config(args)
     _check_actuation(args)
-    if args.command == "service":
+    if args.command == "worker":
+        from dream.fleet import WorkerOptions
+        from dream.search import fleet_storage
+
+        fleet = WorkerOptions(
+            args.domain,
+            args.storage,
+            args.study or args.domain,
+            args.n_trials,
+            args.population,
+            args.worker,
+            args.heartbeat_interval,
+            args.grace_period,
+            args.max_retry,
+        )
+        require_available([args.domain], HostInfo.detect())
+        # The shared study must answer before this host measures anything.
+        storage = fleet_storage(
+            fleet.storage,
+            heartbeat_interval=fleet.heartbeat_interval,
+            grace_period=fleet.grace_period,
+            max_retry=fleet.max_retry,
+        )
+    elif args.command == "service":
         opts = ServiceOptions(
             args.domains, args.generations, args.population, args.refresh_baseline
         )
@@ -235,6 +291,8 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             if args.command == "service":
                 return run_service(ctx, opts, manifest)
             store = BaselineStore(artifacts / "baselines.json")
+            if args.command == "worker":
+                return _work(ctx, store, fleet, storage)
             if args.command == "baseline":
                 return {
                     d: ensure_baselines(ctx, store, d, refresh=args.refresh_baseline)
@@ -251,6 +309,35 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 baselines=baselines,
             )
             return pack.to_dict()
+
+
+def _work(
+    ctx: EvalContext, store: BaselineStore, opts: WorkerOptions, storage: RDBStorage
+) -> dict[str, Any]:
+    """A fleet worker: this host's stock on `normal`, then trials of the shared study."""
+    from dream.baseline import ensure_baselines
+    from dream.evaluator import stage_plan
+    from dream.fleet import STAGE, run_worker
+    from dream.search import SearchEngine
+    from labkit.heartbeat import Heartbeat
+
+    assert ctx.sensors is not None
+    engine = SearchEngine(
+        ctx.artifacts / "studies",
+        ctx.spec(opts.domain),
+        population=opts.population,
+        seed=ctx.seed,
+        watts="watts" not in ctx.sensors.unmeasurable(),
+        storage=storage,
+        study_name=opts.study,
+    )
+    # Baselines are this host's own; a screen pack needs only its regimes'.
+    regimes, _ = stage_plan(ctx.cfg, STAGE)
+    baselines = ensure_baselines(ctx, store, opts.domain, regimes=regimes)
+    with Heartbeat(ctx.artifacts, "worker", total=opts.n_trials) as hb:
+        return run_worker(
+            ctx, engine, opts, baselines, lambda done, last: hb.beat(done, metrics={"last": last})
+        )
 
 
 def _print_baselines(result: dict[str, Any], console: Console) -> None:
@@ -316,9 +403,16 @@ def main(args: argparse.Namespace) -> int:
         else:
             print_diagnosis(report, console)
         return 0
-    if args.command in ("baseline", "evaluate", "service"):
+    if args.command in ("baseline", "evaluate", "service", "worker"):
         result = _measure(args, console)
-        if args.command == "baseline":
+        if args.command == "worker":
+            study = result["study"]
+            console.print(
+                f"worker {result['worker']} ({result['wall_s']} s): evaluated "
+                f"{[e['cand_id'] for e in result['evaluated_here']]} here; study "
+                f"{study['storage']} {result['domain']}: {study['trials']}, pareto {study['pareto']}"
+            )
+        elif args.command == "baseline":
             _print_baselines(result, console)
         elif args.command == "evaluate":
             agg = result["aggregate"]

@@ -1,10 +1,11 @@
-"""NSGA-II search over a domain's genome (Optuna ask/tell), stored in SQLite so a killed service resumes."""
+"""NSGA-II search over a domain's genome (Optuna), in an RDB study: SQLite per host, or one shared by a fleet."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +13,16 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.distributions import FloatDistribution
+from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import NSGAIISampler
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 
 from dream.domains import DOMAINS
 from dream.genome import GenomeSpec
-from labkit.errors import ConfigError
+from labkit.errors import ConfigError, MissingInputError
 
 CROSSOVER_PROB = 0.7
 SWAPPING_PROB = 0.5
@@ -64,8 +68,46 @@ def constraints(pack: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def fleet_storage(
+    url: str, *, heartbeat_interval: int, grace_period: int, max_retry: int
+) -> RDBStorage:
+    """RDB storage (any SQLAlchemy URL) whose trials beat a heartbeat while they run.
+
+    A trial whose heartbeat is older than `grace_period` s belongs to a dead worker: the next
+    worker to look fails it, and Optuna's RetryHeartbeatStaleTrialCallback queues the same parameters
+    again (at most `max_retry` times). A live worker's trial keeps beating, so it is never failed.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=max_retry
+                ),
+            )
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(f"--storage {safe_url(url)}: {exc}") from None
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise MissingInputError(
+            f"study storage {safe_url(url)} does not answer: {reason}"
+        ) from None
+
+
+def safe_url(url: str) -> str:
+    """A storage URL with its password hidden, for logs and manifests."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
 class SearchEngine:
-    """Ask/tell NSGA-II over u in [0,1]^d for one domain; the study lives in `studies/<domain>.db`."""
+    """NSGA-II over u in [0,1]^d for one domain, in `studies/<domain>.db` or a given RDB storage."""
 
     def __init__(
         self,
@@ -75,6 +117,8 @@ class SearchEngine:
         population: int,
         seed: int,
         watts: bool,
+        storage: RDBStorage | None = None,
+        study_name: str | None = None,
     ) -> None:
         if population < 2:
             raise ConfigError(f"population must be >= 2 for NSGA-II, got {population}")
@@ -85,29 +129,35 @@ class SearchEngine:
         self.population = population
         self.seed = seed
         self.objectives = objectives(watts)
-        path = Path(studies_dir) / f"{spec.domain}.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.storage = f"sqlite:///{path}"
+        if storage is None:
+            path = Path(studies_dir) / f"{spec.domain}.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.storage: str | RDBStorage = f"sqlite:///{path}"
+            self.location = str(path)
+        else:
+            self.storage = storage
+            self.location = safe_url(storage.url)
         self.distributions = {f"u_{g.name}": FloatDistribution(0.0, 1.0) for g in spec.active}
         identity = {
             "genes": [g.name for g in spec.active],
             "objectives": [list(o) for o in self.objectives],
             "population": population,
         }
+        self.study_name = study_name or spec.domain
         try:
             self.study = optuna.create_study(
-                study_name=spec.domain,
+                study_name=self.study_name,
                 storage=self.storage,
                 directions=[d for _, d in self.objectives],
                 sampler=self._sampler(0),
                 load_if_exists=True,
             )
         except ValueError as exc:  # an existing study with other directions
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{self.location}: {exc}") from None
         # Finalists' full evaluations live in their own study: four-regime numbers from fresh trials
         # never share a Pareto front with the one-regime screen numbers the search samples from.
         self.full_study = optuna.create_study(
-            study_name=f"{spec.domain}_full",
+            study_name=f"{self.study_name}_full",
             storage=self.storage,
             directions=[d for _, d in self.objectives],
             load_if_exists=True,
@@ -117,14 +167,16 @@ class SearchEngine:
             self.study.set_user_attr("identity", identity)
         elif stored != identity:
             raise ConfigError(
-                f"{path} was searched with {json.dumps(stored)}, this run would use "
-                f"{json.dumps(identity)}; use a new --out_root"
+                f"{self.location} was searched with {json.dumps(stored)}, this run would use "
+                f"{json.dumps(identity)}; use a new --out_root or --study"
             )
 
-    def _sampler(self, generation: int) -> NSGAIISampler:
+    def _sampler(self, generation: int, worker: int | None = None) -> NSGAIISampler:
         # A fresh sampler per generation, seeded by (seed, domain, generation): a resumed service
-        # asks exactly what an uninterrupted one would have asked.
-        ss = np.random.SeedSequence(self.seed, spawn_key=(DOMAINS.index(self.domain), generation))
+        # asks exactly what an uninterrupted one would have asked. Fleet workers each seed their
+        # own, so two workers do not propose the same first population.
+        key = (DOMAINS.index(self.domain), generation)
+        ss = np.random.SeedSequence(self.seed, spawn_key=key if worker is None else (*key, worker))
         return NSGAIISampler(
             population_size=self.population,
             crossover_prob=CROSSOVER_PROB,
@@ -144,6 +196,15 @@ class SearchEngine:
             if cid not in latest or t.number > latest[cid].number:
                 latest[cid] = t
         return latest
+
+    def fleet_sampler(self, worker: int) -> NSGAIISampler:
+        """The sampler of fleet worker `worker`: one NSGA-II over the whole shared study."""
+        return self._sampler(0, worker)
+
+    def suggest(self, trial: Trial, cid: str) -> Candidate:
+        """The candidate of a trial run by `optimize`: its u (the queued one for a retry), decoded."""
+        params = {name: trial.suggest_float(name, 0.0, 1.0) for name in self.distributions}
+        return self._decode(trial, params, cid, -1)
 
     def _decode(
         self, trial: Trial | None, params: Mapping[str, float], cid: str, g: int
@@ -193,23 +254,29 @@ class SearchEngine:
             return None
         return values
 
-    def tell(self, cand: Candidate, pack: Mapping[str, Any]) -> str:
-        """Report a candidate's screen pack: values + constraints, or FAIL when it cannot be scored."""
-        if cand.trial is None:
-            return "already told"
-        trial = cand.trial
+    def record(self, trial: Trial, pack: Mapping[str, Any]) -> list[float] | None:
+        """Attach a pack to its trial (attributes, constraints); its objective values or None."""
         agg = pack["aggregate"]
         trial.set_user_attr("stage", pack["stage"])
         trial.set_user_attr("pack", pack["artifacts"]["pack"])
         trial.set_user_attr("score_v2", agg["score_v2"])
         trial.set_user_attr("score_status", agg["score_status"])
         values = self._values(pack)
+        if values is not None:
+            for key, value in constraints(pack).items():
+                trial.set_constraint(key, value)
+        return values
+
+    def tell(self, cand: Candidate, pack: Mapping[str, Any]) -> str:
+        """Report a candidate's screen pack: values + constraints, or FAIL when it cannot be scored."""
+        if cand.trial is None:
+            return "already told"
+        trial = cand.trial
+        values = self.record(trial, pack)
         if values is None:
             self.study.tell(trial, state=TrialState.FAIL)
             cand.trial = None
             return "fail"
-        for key, value in constraints(pack).items():
-            trial.set_constraint(key, value)
         self.study.tell(trial, values)
         cand.trial = None
         return "complete"
@@ -248,7 +315,7 @@ class SearchEngine:
             states[t.state.name] = states.get(t.state.name, 0) + 1
         full = self.full_study.get_trials(deepcopy=False)
         return {
-            "storage": self.storage.removeprefix("sqlite:///"),
+            "storage": self.location,
             "trials": states,
             "pareto": sorted(t.user_attrs.get("cand_id", "?") for t in self.study.best_trials),
             "full_trials": len(full),

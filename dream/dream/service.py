@@ -213,8 +213,9 @@ def run_service(ctx: EvalContext, opts: ServiceOptions, manifest: Manifest) -> d
         def checkpoint(domain: str, generation: int, what: str) -> None:
             hb.beat(done, metrics={"domain": domain, "generation": generation, "last": what})
             if pause.requested():
-                study = engines[domain].storage.removeprefix("sqlite:///")
-                pause.acknowledge(done, study, domain=domain, generation=generation)
+                pause.acknowledge(
+                    done, engines[domain].location, domain=domain, generation=generation
+                )
                 raise Paused(f"paused in {domain} generation {generation} after {what}")
 
         baselines = {}

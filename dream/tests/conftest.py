@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,29 @@ def synthetic(monkeypatch, outcome) -> SyntheticHost:
         monkeypatch.setattr(module, "measure_regime", host.measure)
     monkeypatch.setattr(evaluator, "measure_paired", host.paired)
     return host
+
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A PostgreSQL that answers: $DREAM_TEST_PG_URL (set by `make test`) or the machine's own.
+
+    Outside CI a missing server skips the fleet tests with the reason; in CI (CI=true) it fails them,
+    so a green CI always means the fleet ran against a real PostgreSQL.
+    """
+    import sqlalchemy
+
+    url = os.environ.get("DREAM_TEST_PG_URL") or PG_DEFAULT
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        why = f"no PostgreSQL at {url} ({type(exc).__name__}); `make pg` starts one"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the fleet tests: {why}")
+        pytest.skip(why)
+    return url

@@ -1,0 +1,151 @@
+"""A fleet worker: one of several processes (on one host or many) evaluating one shared Optuna study.
+
+Each worker asks a trial of the shared study, screens its genome against this host's own stock in
+ABBA blocks, writes the pack under its own out_root and tells the study. The study reaches exactly
+`n_trials` evaluated trials: a worker asks only while fewer trials are evaluated, running or queued,
+and a trial that finds itself past the target (two workers asked at once) is pruned unevaluated.
+A worker that dies mid-trial stops beating its heartbeat; after the grace period another worker
+fails that trial and Optuna's RetryHeartbeatStaleTrialCallback queues its parameters again.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from dream.evaluator import EvalContext, measure_candidate, pack_candidate
+from dream.search import SearchEngine
+from labkit.errors import ConfigError
+
+STAGE = "screen"  # a fleet trial is a screen: the search compares one-regime numbers alike
+
+
+class Unscorable(Exception):
+    """A trial's pack could not be scored (too few valid blocks, failed trials): the trial FAILs."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """Which shared study a worker serves, its trial target, and the heartbeat that guards trials."""
+
+    domain: str
+    storage: str  # any SQLAlchemy URL; PostgreSQL for a fleet
+    study: str  # the shared study's name
+    n_trials: int  # evaluated trials the whole fleet brings the study to
+    population: int
+    worker: int = 0  # seeds this worker's sampler: give every worker of a study its own
+    heartbeat_interval: int = 5
+    grace_period: int = 30
+    max_retry: int = 2
+
+    def __post_init__(self) -> None:
+        if self.n_trials < 1:
+            raise ConfigError(f"--n-trials must be >= 1, got {self.n_trials}")
+        if self.worker < 0:
+            raise ConfigError(f"--worker must be >= 0, got {self.worker}")
+        if self.heartbeat_interval < 1:
+            raise ConfigError(f"--heartbeat-interval must be >= 1 s, got {self.heartbeat_interval}")
+        # A grace period within a beat or two would fail live workers' trials on a slow database.
+        if self.grace_period < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                f"--grace-period ({self.grace_period} s) must be >= 2 x --heartbeat-interval "
+                f"({self.heartbeat_interval} s)"
+            )
+        if self.max_retry < 0:
+            raise ConfigError(f"--max-retry must be >= 0, got {self.max_retry}")
+
+
+def evaluated(t: FrozenTrial) -> bool:
+    """A trial whose genome was measured: COMPLETE, or FAIL with a pack that could not be scored."""
+    return t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and "pack" in t.user_attrs)
+
+
+def claims(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that count towards the target: evaluated, running or queued, in trial-number order."""
+    live = (TrialState.RUNNING, TrialState.WAITING)
+    return sorted((t for t in trials if evaluated(t) or t.state in live), key=lambda t: t.number)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        fail_stale_trials(study)
+
+
+def run_worker(
+    ctx: EvalContext,
+    engine: SearchEngine,
+    opts: WorkerOptions,
+    baselines: Mapping[str, Mapping[str, Any]],
+    beat: Callable[[int, str], None],
+) -> dict[str, Any]:
+    """Evaluate trials of the shared study until it holds `n_trials` evaluated ones."""
+    t0 = time.perf_counter()
+    study = engine.study
+    study.sampler = engine.fleet_sampler(opts.worker)
+    host = socket.gethostname()
+    mine: list[dict[str, Any]] = []
+    last = {"what": "started"}
+
+    def objective(trial: Trial) -> list[float]:
+        queue = claims(study.get_trials(deepcopy=False))
+        rank = [t.number for t in queue].index(trial.number)
+        if rank >= opts.n_trials:
+            raise optuna.TrialPruned(f"surplus: the study already has {opts.n_trials} trials")
+        cid = f"t{trial.number:04d}"
+        trial.set_user_attr("cand_id", cid)
+        trial.set_user_attr("host", host)
+        trial.set_user_attr("worker", opts.worker)
+        trial.set_user_attr(
+            "retry_of", RetryHeartbeatStaleTrialCallback.retried_trial_number(queue[rank])
+        )
+        cand = engine.suggest(trial, cid)
+        series = measure_candidate(ctx, opts.domain, cand.genome, stage=STAGE)
+        pack = pack_candidate(
+            ctx,
+            opts.domain,
+            cand.genome,
+            series,
+            generation=-1,
+            cand_id=cid,
+            stage=STAGE,
+            baselines=baselines,
+        ).to_dict()
+        values = engine.record(trial, pack)
+        mine.append({"trial": trial.number, "cand_id": cid, "pack": pack["artifacts"]["pack"]})
+        last["what"] = cid
+        if values is None:
+            raise Unscorable(f"{cid}: {pack['aggregate']['score_status']}")
+        return values
+
+    while True:
+        _fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(map(evaluated, trials))
+        if done >= opts.n_trials:
+            break
+        if len(claims(trials)) >= opts.n_trials:
+            # Every remaining trial is taken: wait for them, or for a dead worker's to go stale.
+            ctx.sleep(opts.heartbeat_interval)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.optimize(objective, n_trials=1, catch=(Unscorable,))
+        beat(done, last["what"])
+    return {
+        "run_id": ctx.run_id,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "domain": opts.domain,
+        "worker": opts.worker,
+        "evaluated_here": mine,
+        "study": engine.summary(),
+    }

@@ -1,0 +1,161 @@
+"""The fleet on a real PostgreSQL: two `python -m dream worker` processes share one Optuna study.
+
+They bring it to exactly N evaluated trials, none lost and none evaluated twice; a worker SIGKILLed
+mid-trial has that trial failed by the heartbeat and retried by the other worker, whose own trials
+all complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dream.candidate_pack import load_pack
+from dream.fleet import WorkerOptions
+from dream.host import DREAM_ROOT
+from labkit.errors import ConfigError
+
+HEARTBEAT, GRACE = 1, 4
+
+
+@pytest.fixture
+def study_name(pg_url: str) -> Iterator[str]:
+    """A study name of its own in the shared database, deleted afterwards."""
+    name = f"test_fleet_{uuid.uuid4().hex[:12]}"
+    yield name
+    for n in (name, f"{name}_full"):
+        with contextlib.suppress(KeyError):  # a test that failed before creating it
+            optuna.delete_study(study_name=n, storage=pg_url)
+
+
+def _worker(pg_url: str, study: str, out: Path, index: int, n: int) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "dream", "worker", "--profile", "local", "--domain", "cpu",
+            "--storage", pg_url, "--study", study, "--n-trials", str(n), "--population", "2",
+            "--worker", str(index), "--heartbeat-interval", str(HEARTBEAT),
+            "--grace-period", str(GRACE), "--out_root", str(out)]  # fmt: skip
+    # Its own session, so SIGKILL takes the worker as a crashed host would lose it.
+    return subprocess.Popen(argv, cwd=DREAM_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+
+
+def _trials(pg_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=study, storage=pg_url).get_trials()
+    except KeyError:  # not created yet
+        return []
+
+
+def _packs(outs: list[Path]) -> dict[str, list[dict]]:
+    """cand_id -> every pack of that name over the workers' trees."""
+    found: dict[str, list[dict]] = {}
+    for out in outs:
+        for path in sorted((out / "artifacts/candidates/cpu").glob("*.json")):
+            found.setdefault(path.stem, []).append(load_pack(path))
+    return found
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_two_workers_finish_exactly_n_trials(pg_url, study_name, tmp_path):
+    n = 4
+    outs = [tmp_path / "hostA", tmp_path / "hostB"]
+    procs = [_worker(pg_url, study_name, out, i, n) for i, out in enumerate(outs)]
+    for p in procs:
+        _finish(p)
+    trials = _trials(pg_url, study_name)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == n
+    # Nothing left running or queued, nothing failed; any other trial is a surplus pruned unevaluated.
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert all("pack" not in t.user_attrs for t in trials if t.state == TrialState.PRUNED)
+    assert len({t.number for t in trials}) == len(trials)
+    packs = _packs(outs)
+    # Each completed trial has exactly one pack, in the tree of the worker that ran it; no other pack.
+    assert sorted(packs) == sorted(t.user_attrs["cand_id"] for t in complete)
+    assert all(len(v) == 1 for v in packs.values())
+    for t in complete:
+        (pack,) = packs[t.user_attrs["cand_id"]]
+        assert pack["stage"] == "screen" and pack["host"]["hostname"] == t.user_attrs["host"]
+        assert t.user_attrs["pack"] == pack["artifacts"]["pack"]
+        assert (outs[t.user_attrs["worker"]] / t.user_attrs["pack"]).is_file()
+    # Both workers took part, each against its own stock baseline.
+    assert {t.user_attrs["worker"] for t in complete} == {0, 1}
+    assert all((out / "artifacts/baselines.json").is_file() for out in outs)
+
+
+def test_sigkilled_workers_trial_is_failed_and_retried(pg_url, study_name, tmp_path):
+    n = 4
+    outs = [tmp_path / "hostA", tmp_path / "hostB"]
+    a = _worker(pg_url, study_name, outs[0], 0, n)
+    b = _worker(pg_url, study_name, outs[1], 1, n)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and a.poll() is None:
+        running = {
+            t.user_attrs.get("worker"): t
+            for t in _trials(pg_url, study_name)
+            if t.state == TrialState.RUNNING
+        }
+        if 0 in running and 1 in running:  # both mid-trial: kill A, B must carry on untouched
+            os.killpg(a.pid, signal.SIGKILL)
+            a.wait()
+            killed = running[0]
+        time.sleep(0.2)
+    a.stdout.close()
+    assert killed is not None, "the two workers were never mid-trial at the same moment"
+    _finish(b)
+    trials = {t.number: t for t in _trials(pg_url, study_name)}
+    assert trials[killed.number].state == TrialState.FAIL
+    assert "pack" not in trials[killed.number].user_attrs  # died before its pack
+    retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == killed.number]
+    assert len(retries) == 1
+    (retry,) = retries
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["worker"] == 1
+    # Only the dead worker's trial failed; the study still has exactly n evaluated trials.
+    assert [t.number for t in trials.values() if t.state == TrialState.FAIL] == [killed.number]
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == n
+    assert all(t.state != TrialState.RUNNING for t in trials.values())
+    packs = _packs(outs)
+    assert all(len(v) == 1 for v in packs.values())
+    assert killed.user_attrs["cand_id"] not in packs
+    assert retry.user_attrs["cand_id"] in packs
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"n_trials": 0}, "--n-trials"),
+        ({"grace_period": 1}, "--grace-period"),
+        ({"max_retry": -1}, "--max-retry"),
+    ],
+)
+def test_worker_options_refuse_bad_values(kw, match):
+    args = {"domain": "cpu", "storage": "sqlite://", "study": "s", "n_trials": 2, "population": 2}
+    with pytest.raises(ConfigError, match=match):
+        WorkerOptions(**{**args, **kw})
+
+
+def test_worker_refuses_an_unreachable_storage_with_exit_3(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "dream", "worker", "--domain", "cpu", "--n-trials", "1",
+         "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--out_root", str(tmp_path)],
+        cwd=DREAM_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    assert "does not answer" in res.stderr and not (tmp_path / "artifacts/candidates").exists()
