@@ -9,9 +9,9 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream clean-venv
+.PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream clean-venv
 
-setup: $(STAMP)
+setup: $(STAMP) pg
 
 # Re-run set-up only when the pins or a pyproject change; otherwise this is a no-op.
 $(STAMP): constraints.txt $(foreach f,$(FOLDERS),$(f)/pyproject.toml)
@@ -29,12 +29,18 @@ $(STAMP): constraints.txt $(foreach f,$(FOLDERS),$(f)/pyproject.toml)
 	  $(foreach f,$(FOLDERS),-e ./$(f)[dev]) >$(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
+# The dream fleet tests' PostgreSQL: this machine's own at 127.0.0.1:5432, else Debian's postgresql
+# (installed if missing) in a throwaway cluster on a free port; its URL goes to $(PG_URL) for the tests.
+PG_URL := $(VENV)/pg_url
+pg: $(STAMP)
+	@bash dream/tests/postgres.sh $(PG_URL) $(PY)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
-	$(PY) -m pytest
+test: $(STAMP) lint pg
+	DREAM_TEST_PG_URL=$$(cat $(PG_URL)) $(PY) -m pytest
 
 demo: $(STAMP) demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream
 

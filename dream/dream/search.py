@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from labkit.errors import ConfigError, MissingInputError
 
 CROSSOVER_PROB = 0.7
 SWAPPING_PROB = 0.5
+SCHEMA_ATTEMPTS = 4  # creating Optuna's tables in an empty database: workers that race retry
 SCORABLE = ("ok", "unsafe")  # unsafe packs are told with violated constraints; the rest fail
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -77,7 +79,9 @@ def fleet_storage(
     worker to look fails it, and Optuna's RetryHeartbeatStaleTrialCallback queues the same parameters
     again (at most `max_retry` times). A live worker's trial keeps beating, so it is never failed.
     """
-    try:
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def connect() -> RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             return RDBStorage(
@@ -85,10 +89,18 @@ def fleet_storage(
                 engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=max_retry
-                ),
+                heartbeat_stale_trial_callback=retry,
             )
+
+    try:
+        for attempt in range(SCHEMA_ATTEMPTS - 1):
+            try:
+                return connect()
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                # Workers started together on an empty database race to create Optuna's tables;
+                # the losers find them made on a later attempt.
+                time.sleep(1.0 + attempt)
+        return connect()
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError) as exc:
         raise ConfigError(f"--storage {safe_url(url)}: {exc}") from None
     except sqlalchemy.exc.OperationalError as exc:
