@@ -38,3 +38,14 @@ def test_adaptive_replay_uses_the_evaluators_stopping_rule():
     assert (got["adaptive"], got["capped"]) == (10, 5)
     with_failure = [100.0, None, 100.2, 99.9, 100.1, 100.0, 100.0, 100.0, 100.0, 100.0]
     assert bench.compare(with_failure, policy)["adaptive"] == 4
+
+
+def test_the_judge_approves_a_planted_gain_and_not_the_null_control():
+    bench = _load("bench_power")
+    # Same design and noise (full profile, 10 ABBA blocks, 1 % per-trial CV), model trials judged
+    # by pack_candidate: a 10 % gain planted on `normal` is found, the null genome is not approved.
+    planted = bench.approval_rate("full", effect=0.10, cv=0.01, reps=40)
+    assert planted["rate"] >= 0.8 and planted["blocks"] == 10
+    null = bench.approval_rate("full", effect=0.0, cv=0.01, reps=60)
+    assert null["rate"] <= 0.05
+    assert null["high"] < planted["low"]  # the two arms' Clopper-Pearson intervals do not overlap
