@@ -1,14 +1,14 @@
 """Planted-effect validation of the judge: how often does "improves" find a real gain, and approve none?
 
-Run from dream/: `python bench/bench_power.py [--reps 200]`. Each replicate is one full evaluation of
+Run from dream/: `python bench/bench_power.py [--reps 150]`. Each replicate is one full evaluation of
 a storage candidate that moves the fio block size (`io_size_kb_log2`), which only the `normal`
 regime declares. Its trials come from a seeded model instead of fio: per trial, perf is
 `base x (1 + effect) x exp(N(0, cv))` for the candidate on `normal` (the planted effect) and
 `base x exp(N(0, cv))` everywhere else, p95 latency `5 ms x exp(N(0, p95_cv))` for both sides, and
 every trial is multiplied by a host drift of `drift_pct` per trial in run order. Everything after
-the trial values is the product's code: the ABBA loop (`evaluator.run_blocks`, warm-ups aside), the
-paired statistics, the tests and `improves_over_baseline` of `evaluator.pack_candidate`, and the
-caps, exactly as `dream service` runs them on a full pack.
+the trial values is the product's code, as `evaluator.pack_candidate` calls it for a full pack: the
+ABBA loop (`evaluator.run_blocks`, warm-ups aside), the affected regimes, each regime's paired
+statistics and tests (`evaluator.summarise_regime`) and `significance.improves_over_baseline`.
 
 Two arms per row: the planted effect (detection rate, goal >= 0.8) and the null control, the same
 genome with no effect anywhere (false-approval rate, goal <= 0.05). Rates come with exact
@@ -28,9 +28,16 @@ import numpy as np
 import scipy.stats
 
 from dream.config import REGIMES, ExecutionPolicy, load_config
-from dream.evaluator import EvalContext, pack_candidate, run_blocks, stage_plan
+from dream.evaluator import (
+    EvalContext,
+    affected_regimes,
+    run_blocks,
+    stage_plan,
+    summarise_regime,
+)
 from dream.runner import TrialOutcome
 from dream.sensors import Sensors
+from dream.significance import improves_over_baseline
 
 DOMAIN = "storage"
 GENE = "io_size_kb_log2"  # declared by `normal` only: idle, stress and mixed are regression guards
@@ -94,24 +101,28 @@ def verdict(
     drift_pct: float,
     policy: ExecutionPolicy,
 ) -> bool | None:
-    """One full evaluation of the candidate with model trials: the pack's improves_over_baseline."""
+    """One full evaluation of the candidate with model trials: its `improves_over_baseline`.
+
+    The same calls `pack_candidate` makes for a pack's verdict (affected regimes, per-regime paired
+    statistics and tests, the improves rule), without writing a pack per replicate.
+    """
     model = _trial_model(rng, effect=effect, cv=cv, p95_cv=p95_cv, drift_pct=drift_pct)
     seed = np.random.SeedSequence(int(rng.integers(2**32)))
-    series = {
-        r: run_blocks(model(r, True), model(r, False), policy, seed=seed, sleep=ctx.sleep)
+    genome = candidate(ctx)
+    affected = affected_regimes(ctx.cfg, ctx.spec(DOMAIN), genome, REGIMES)
+    results = [
+        summarise_regime(
+            ctx,
+            DOMAIN,
+            r,
+            run_blocks(model(r, True), model(r, False), policy, seed=seed, sleep=ctx.sleep),
+            None,
+            {},
+            affected[r],
+        )
         for r in REGIMES
-    }
-    pack = pack_candidate(
-        ctx,
-        DOMAIN,
-        candidate(ctx),
-        series,
-        generation=0,
-        cand_id="power",
-        stage="full",
-        baselines={},
-    )
-    return pack.aggregate["improves_over_baseline"]
+    ]
+    return improves_over_baseline([(x.affected, x.gain, x.noninferior) for x in results])
 
 
 def rate(hits: int, n: int) -> dict[str, float]:
@@ -155,7 +166,7 @@ def approval_rate(
 def main() -> None:
     """Print the false-approval (null) and detection rates over profiles, noise and effect sizes."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reps", type=int, default=200, help="replicates per row")
+    ap.add_argument("--reps", type=int, default=150, help="replicates per row")
     ap.add_argument(
         "--designs",
         default="local,full,full:30",

@@ -170,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and figures of a generation's packs")
     _common(p, many=True)
-    p.add_argument("--generation", type=int, default=None, help="default: the latest")
+    p.add_argument(
+        "--generation",
+        type=int,
+        default=None,
+        help="default: the latest; -1: fleet workers' trials",
+    )
     p.add_argument("--domains", type=_domains, default=None)
     return ap
 

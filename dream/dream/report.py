@@ -22,20 +22,23 @@ from labkit.errors import MissingInputError
 
 PLOTTED = ("perf", "p95_ms", "watts")
 _GEN = re.compile(r"^gen(\d+)_\d+\.json$")
+_FLEET = re.compile(r"^t\d+\.json$")  # a fleet worker's trial: no generation, reported as -1
+FLEET = -1
 
 
 def find_packs(
     artifacts: str | os.PathLike, generation: int | None, domains: Iterable[str] | None
 ) -> tuple[int, dict[str, list[dict[str, Any]]]]:
-    """The packs of one generation (default: the latest) per domain, loaded and validated."""
+    """The packs of one generation (default: the latest; -1: fleet trials) per domain, validated."""
     root = Path(artifacts) / "candidates"
     wanted = None if domains is None else set(domains)
     found: dict[int, dict[str, list[Path]]] = {}
-    for path in sorted(root.glob("*/gen*_*.json")):
+    for path in sorted(root.glob("*/*.json")):
         m = _GEN.match(path.name)
+        g = int(m.group(1)) if m else (FLEET if _FLEET.match(path.name) else None)
         domain = path.parent.name
-        if m and (wanted is None or domain in wanted):
-            found.setdefault(int(m.group(1)), {}).setdefault(domain, []).append(path)
+        if g is not None and (wanted is None or domain in wanted):
+            found.setdefault(g, {}).setdefault(domain, []).append(path)
     if not found:
         raise MissingInputError(f"no candidate packs under {root}")
     g = max(found) if generation is None else generation

@@ -93,9 +93,22 @@ def test_two_workers_finish_exactly_n_trials(pg_url, study_name, tmp_path):
         assert pack["stage"] == "screen" and pack["host"]["hostname"] == t.user_attrs["host"]
         assert t.user_attrs["pack"] == pack["artifacts"]["pack"]
         assert (outs[t.user_attrs["worker"]] / t.user_attrs["pack"]).is_file()
-    # Both workers took part, each against its own stock baseline.
+    # Both workers took part, each against its own stock baseline; report reads both trees.
     assert {t.user_attrs["worker"] for t in complete} == {0, 1}
     assert all((out / "artifacts/baselines.json").is_file() for out in outs)
+    argv = [
+        sys.executable,
+        "-m",
+        "dream",
+        "report",
+        "--out_root",
+        str(outs[0]),
+        "--out_root",
+        str(outs[1]),
+    ]
+    res = subprocess.run(argv, cwd=DREAM_ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert all(t.user_attrs["cand_id"] in res.stdout for t in complete)
 
 
 def test_sigkilled_workers_trial_is_failed_and_retried(pg_url, study_name, tmp_path):
