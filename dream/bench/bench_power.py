@@ -100,8 +100,8 @@ def verdict(
     p95_cv: float,
     drift_pct: float,
     policy: ExecutionPolicy,
-) -> bool | None:
-    """One full evaluation of the candidate with model trials: its `improves_over_baseline`.
+) -> tuple[bool | None, bool | None]:
+    """One full evaluation of the candidate with model trials: (improves_over_baseline, gain on normal).
 
     The same calls `pack_candidate` makes for a pack's verdict (affected regimes, per-regime paired
     statistics and tests, the improves rule), without writing a pack per replicate.
@@ -122,7 +122,8 @@ def verdict(
         )
         for r in REGIMES
     ]
-    return improves_over_baseline([(x.affected, x.gain, x.noninferior) for x in results])
+    gain = results[REGIMES.index(PLANTED_REGIME)].gain
+    return improves_over_baseline([(x.affected, x.gain, x.noninferior) for x in results]), gain
 
 
 def rate(hits: int, n: int) -> dict[str, float]:
@@ -145,7 +146,8 @@ def approval_rate(
     """Share of `reps` full evaluations approved (`improves`) with `effect` planted on `normal`.
 
     With a planted effect this is the detection rate; with effect 0 (the null control) the
-    false-approval rate.
+    false-approval rate. `gain_rate`: the share whose `normal` regime alone passed the gain test
+    (the rest of the rule is non-inferiority on every regime).
     """
     p95_cv = cv if p95_cv is None else p95_cv
     key = [seed, blocks or 0, int(1e4 * cv), int(1e4 * p95_cv), int(1e4 * effect)]
@@ -153,14 +155,15 @@ def approval_rate(
     with tempfile.TemporaryDirectory() as tmp:
         ctx = context(profile, Path(tmp), blocks)
         _, policy = stage_plan(ctx.cfg, "full")
-        hits = sum(
+        verdicts = [
             verdict(
                 ctx, rng, effect=effect, cv=cv, p95_cv=p95_cv, drift_pct=drift_pct, policy=policy
             )
-            is True
             for _ in range(reps)
-        )
-    return {**rate(hits, reps), "blocks": policy.trials}
+        ]
+    approved = sum(v is True for v, _ in verdicts)
+    gains = sum(g is True for _, g in verdicts)
+    return {**rate(approved, reps), "gain_rate": gains / reps, "blocks": policy.trials}
 
 
 def main() -> None:
@@ -184,7 +187,8 @@ def main() -> None:
         f"{DOMAIN} candidate moving {GENE} (affects {PLANTED_REGIME} only); {args.reps} replicates "
         f"per row; p95 noise = perf noise; drift {args.drift_pct}%/trial; 95% Clopper-Pearson CIs"
     )
-    print(f"{'profile':<7} {'blocks':>6} {'cv':>5} {'effect':>6}  {'approved':<22} goal")
+    head = f"{'profile':<7} {'blocks':>6} {'cv':>5} {'effect':>6}  {'approved':<22} "
+    print(f"{head}{'gain on normal':>14}  goal")
     for design in args.designs.split(","):
         profile, _, blocks = design.partition(":")
         for cv in (float(x) for x in args.cvs.split(",")):
@@ -201,7 +205,8 @@ def main() -> None:
                 goal = "<= 0.05 (null)" if effect == 0 else ">= 0.80"
                 print(
                     f"{profile:<7} {r['blocks']:>6} {cv:>5.2f} {effect:>6.2f}  "
-                    f"{r['rate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]   {goal}",
+                    f"{r['rate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]   "
+                    f"{r['gain_rate']:>14.3f}  {goal}",
                     flush=True,
                 )
     print(f"wall {time.perf_counter() - t0:.0f} s")

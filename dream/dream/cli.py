@@ -415,7 +415,7 @@ def main(args: argparse.Namespace) -> int:
             console.print(
                 f"worker {result['worker']} ({result['wall_s']} s): evaluated "
                 f"{[e['cand_id'] for e in result['evaluated_here']]} here; study "
-                f"{study['storage']} {result['domain']}: {study['trials']}, pareto {study['pareto']}"
+                f"{study['study']} ({study['storage']}): {study['trials']}, pareto {study['pareto']}"
             )
         elif args.command == "baseline":
             _print_baselines(result, console)

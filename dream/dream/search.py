@@ -328,6 +328,7 @@ class SearchEngine:
         full = self.full_study.get_trials(deepcopy=False)
         return {
             "storage": self.location,
+            "study": self.study_name,
             "trials": states,
             "pareto": sorted(t.user_attrs.get("cand_id", "?") for t in self.study.best_trials),
             "full_trials": len(full),
