@@ -2,8 +2,9 @@
 
 Each worker asks a trial of the shared study, screens its genome against this host's own stock in
 ABBA blocks, writes the pack under its own out_root and tells the study. The study reaches exactly
-`n_trials` evaluated trials: a worker asks only while fewer trials are evaluated, running or queued,
-and a trial that finds itself past the target (two workers asked at once) is pruned unevaluated.
+`n_trials` evaluated trials: a worker asks only while fewer trials are evaluated, running or queued
+(or to take a queued retry), and a trial that finds itself past the target (two workers asked at
+once) is pruned unevaluated.
 A worker that dies mid-trial stops beating its heartbeat; after the grace period another worker
 fails that trial and Optuna's RetryHeartbeatStaleTrialCallback queues its parameters again.
 """
@@ -133,10 +134,12 @@ def run_worker(
         done = sum(map(evaluated, trials))
         if done >= opts.n_trials:
             break
-        if len(claims(trials)) >= opts.n_trials:
+        queued = any(t.state == TrialState.WAITING for t in trials)
+        if len(claims(trials)) >= opts.n_trials and not queued:
             # Every remaining trial is taken: wait for them, or for a dead worker's to go stale.
             ctx.sleep(opts.heartbeat_interval)
             continue
+        # Optuna's ask takes a queued trial (a dead worker's, queued again) before a new one.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             study.optimize(objective, n_trials=1, catch=(Unscorable,))

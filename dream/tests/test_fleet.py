@@ -150,6 +150,32 @@ def test_sigkilled_workers_trial_is_failed_and_retried(pg_url, study_name, tmp_p
     assert retry.user_attrs["cand_id"] in packs
 
 
+def test_a_worker_started_after_the_fleet_died_retries_its_last_trial(pg_url, study_name, tmp_path):
+    n = 2
+    outs = [tmp_path / "hostA", tmp_path / "hostB"]
+    a = _worker(pg_url, study_name, outs[0], 0, n)
+    killed = None
+    deadline = time.monotonic() + 300
+    while killed is None and time.monotonic() < deadline and a.poll() is None:
+        trials = _trials(pg_url, study_name)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if running and sum(t.state == TrialState.COMPLETE for t in trials) == n - 1:
+            os.killpg(a.pid, signal.SIGKILL)  # dies in the study's last trial
+            a.wait()
+            (killed,) = running
+        time.sleep(0.2)
+    a.stdout.close()
+    assert killed is not None, "worker 0 was never in the study's last trial"
+    # The study now holds n - 1 results and a dead RUNNING trial: a new worker must not wait for
+    # it forever, but fail it after the grace period and run its queued retry.
+    _finish(_worker(pg_url, study_name, outs[1], 1, n))
+    trials = _trials(pg_url, study_name)
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [killed.number]
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == n
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [
