@@ -79,7 +79,7 @@ demo-esper: $(STAMP)
 	  echo "Esper demo runs and figures: esper/$$out"
 
 # D-REAM: the local shadow-mode service on cpu, memory and storage for 2 generations, ABBA-paired trials
-# (8 min 48 s on 2 cores shared with other jobs; see dream/README.md).
+# (8 min 9 s on 2 cores shared with other jobs at load 7-10; see dream/README.md).
 demo-dream: $(STAMP)
 	cd dream && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	  ../$(PY) -m dream service --profile local --domains cpu,memory,storage --generations 2 --population 4 --out_root $$out && \
