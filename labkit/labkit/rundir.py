@@ -63,8 +63,16 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
+            # GIT_OPTIONAL_LOCKS=0: `git status` refreshes the index only when it may take
+            # .git/index.lock, which would collide with the user's own git commands.
             out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+                ["git", *args],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
             )
         except (OSError, subprocess.SubprocessError):
             return None
