@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labkit.atomic import atomic_write_json, atomic_write_text
+from labkit.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
 from labkit.config import canonical_yaml, config_hash, parse_yaml
 from labkit.errors import LabkitError, MissingInputError, Paused, RunExistsError
 
@@ -153,6 +153,8 @@ class RunDir:
                         f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
                     )
             run.resumed = state is not None and not force
+            if run.resumed:
+                remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done
             run._begin_phase(command, restarted=force and state is not None)
             return run
         if path.exists() and (not path.is_dir() or any(path.iterdir())):

@@ -1,6 +1,8 @@
 import json
 import os
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -127,3 +129,25 @@ def test_git_probe_never_rewrites_the_index(tmp_path):
     assert (
         tmp_path / ".git" / "index"
     ).read_bytes() != index  # the control: plain status writes it
+
+
+def test_resume_removes_what_a_killed_atomic_write_left(tmp_path):
+    RunDir.create(tmp_path / "r", CFG)
+    writer = subprocess.Popen(  # killed inside atomic_write_with, between mkstemp and rename
+        [
+            sys.executable,
+            "-c",
+            "import time; from labkit.atomic import atomic_write_with as w; "
+            f"w({str(tmp_path / 'r' / 'out' / 'big.bin')!r}, lambda fh: (fh.write(b'x'), fh.flush(), time.sleep(60)))",
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "r" / "out").glob(".big.bin.*.tmp")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    writer.kill()
+    writer.wait()
+    (tmp_path / "r" / "out" / "notes.tmp").write_text("mine")  # not an atomic write's temp file
+    assert list((tmp_path / "r" / "out").glob(".big.bin.*.tmp"))  # the kill left it
+    assert RunDir.create(tmp_path / "r", CFG, resume=True).resumed
+    assert sorted(p.name for p in (tmp_path / "r" / "out").iterdir()) == ["notes.tmp"]
