@@ -230,6 +230,8 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if args.command == "evaluate":
         new_pack_path(artifacts, args.domain, args.cand_id)
     with exclusive(artifacts):
+        if args.command == "evaluate":  # again under the lock: another command may have written it
+            new_pack_path(artifacts, args.domain, args.cand_id)
         killed = sweep(Path(args.out_root) / "scratch" / PIDFILE)
         if killed:
             console.print(f"killed {len(killed)} workload processes a dead run left: {killed}")

@@ -14,13 +14,7 @@ from typing import Any
 import numpy as np
 
 from dream.actuators import Actuation, WriteRefused
-from dream.candidate_pack import (
-    STAGES,
-    CandidatePack,
-    RegimeResult,
-    new_pack_path,
-    write_pack,
-)
+from dream.candidate_pack import STAGES, CandidatePack, RegimeResult, write_pack
 from dream.conditions import HostMeter, QuietGate
 from dream.config import REGIMES, DreamConfig, ExecutionPolicy
 from dream.domains import DOMAINS, KPIS, genome_spec, require_available
@@ -583,8 +577,7 @@ def evaluate_candidate(
     stage: str = "full",
     baselines: Mapping[str, Mapping[str, Any]],
 ) -> CandidatePack:
-    """Evaluate one genome over the stage's regimes and write its validated pack, never over another."""
-    new_pack_path(ctx.artifacts, domain, cand_id)
+    """Evaluate one genome over the stage's regimes and write its validated pack."""
     series = measure_candidate(ctx, domain, genome, stage=stage)
     return pack_candidate(
         ctx,

@@ -49,6 +49,8 @@ def spawn(
 
     With `drop_root` and euid 0 it runs as `nobody` in `cwd` (chowned to it): stress-ng writes
     /sys/kernel/debug/clear_warn_once whenever its euid is 0, and no option turns that off.
+    The kernel sends the signal when the *thread* that forked exits: call it from the thread that
+    waits for the workload (dream runs trials on its main thread).
     """
     ids: dict[str, Any] = {}
     if drop_root and os.geteuid() == 0:
