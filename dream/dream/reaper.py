@@ -95,7 +95,8 @@ class Registry:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def _read(self) -> list[dict[str, Any]]:
+    def records(self) -> list[dict[str, Any]]:
+        """The workloads the pid file names (empty when there is none)."""
         if not self.path.is_file():
             return []
         return json.loads(self.path.read_text(encoding="utf-8"))
@@ -116,11 +117,11 @@ class Registry:
             "argv": [str(a) for a in proc.args],
             "cwd": str(Path(cwd).resolve()),
         }
-        self._write([*self._read(), rec])
+        self._write([*self.records(), rec])
         try:
             yield
         finally:
-            self._write([r for r in self._read() if r != rec])
+            self._write([r for r in self.records() if r != rec])
 
 
 def sweep(path: Path) -> list[int]:
@@ -130,19 +131,15 @@ def sweep(path: Path) -> list[int]:
     and its working directory is the workload's private mkdtemp dir (its children inherit it); a
     reused pid fails those checks and is left alone.
     """
-    records = Registry(path)._read()
-    if not records:
-        return []
     boot = _boot_id()
-    killed = []
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        if pid == os.getpid():
+    records = [r for r in Registry(path).records() if r["boot_id"] == boot and r["start_ticks"]]
+    killed: list[int] = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit() and records):
+        start, cwd = start_ticks(pid), _cwd(pid)
+        if pid == os.getpid() or start is None or cwd is None:
             continue
         for rec in records:
-            start, cwd = start_ticks(pid), _cwd(pid)
-            if rec["boot_id"] != boot or start is None or rec["start_ticks"] is None:
-                continue
-            if start < rec["start_ticks"] or cwd is None:
+            if start < rec["start_ticks"]:
                 continue
             if cwd == rec["cwd"] or cwd.startswith(rec["cwd"] + os.sep):
                 with contextlib.suppress(ProcessLookupError):
