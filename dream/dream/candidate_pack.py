@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 from labkit.atomic import atomic_write_json
 from labkit.config import validate
-from labkit.errors import MissingInputError, SchemaError
+from labkit.errors import ConfigError, MissingInputError, RunExistsError, SchemaError
 
 PACK_SCHEMA = "candidate_pack.v3"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "candidate_pack.v3.schema.json"
@@ -101,6 +102,18 @@ def write_pack(pack: CandidatePack | dict[str, Any], path: str | os.PathLike) ->
     doc = pack.to_dict() if isinstance(pack, CandidatePack) else pack
     validate_pack(doc, what=str(path))
     return atomic_write_json(path, doc)
+
+
+def new_pack_path(artifacts: str | os.PathLike, domain: str, cand_id: str) -> Path:
+    """Where a new pack named `cand_id` goes; a bad name exits 2 and an existing pack 4 (never replaced)."""
+    if not re.fullmatch(pack_schema()["properties"]["cand_id"]["pattern"], cand_id):
+        raise ConfigError(f"--cand-id {cand_id!r}: use letters, digits, '_', '.' and '-' only")
+    path = Path(artifacts) / "candidates" / domain / f"{cand_id}.json"
+    if path.exists():
+        raise RunExistsError(
+            f"{path} exists and a pack is never replaced; choose another --cand-id"
+        )
+    return path
 
 
 def load_pack(path: str | os.PathLike) -> dict[str, Any]:

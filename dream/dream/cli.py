@@ -230,6 +230,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     from dream.actuators import Actuation
     from dream.baseline import BaselineStore, ensure_baselines
+    from dream.candidate_pack import new_pack_path
     from dream.domains import genome_spec, require_available
     from dream.evaluator import evaluate_candidate
     from dream.host import HostInfo
@@ -240,6 +241,7 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         new_run_id,
         recover_interrupted,
     )
+    from dream.reaper import PIDFILE, sweep
     from dream.service import ServiceOptions, run_service
 
     cfg = _config(args)
@@ -286,7 +288,14 @@ def _measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
         genome = genome_spec(args.domain, host, gate).check(_genome_changes(args.genome))
     artifacts = Path(args.out_root) / "artifacts"
+    if args.command == "evaluate":
+        new_pack_path(artifacts, args.domain, args.cand_id)
     with exclusive(artifacts):
+        if args.command == "evaluate":  # again under the lock: another command may have written it
+            new_pack_path(artifacts, args.domain, args.cand_id)
+        killed = sweep(Path(args.out_root) / "scratch" / PIDFILE)
+        if killed:
+            console.print(f"killed {len(killed)} workload processes a dead run left: {killed}")
         interrupted = recover_interrupted(args.out_root)
         ctx = _context(args, cfg, new_run_id(artifacts))
         manifest = Manifest(ctx, args.command, _settings(args))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dream.kpis import BadOutput, WakeupProbe, parse_fio, parse_script, parse_stress_ng
+from dream.reaper import PIDFILE, Registry, spawn
 from dream.sensors import Reading, Sensors
 from dream.workloads import WorkloadCommand
 
@@ -75,27 +76,28 @@ def _tail(path: Path) -> str:
         return fh.read().decode("utf-8", errors="replace")
 
 
-def run_process(argv: Iterable[str], *, timeout_s: float, cwd: Path) -> ProcessResult:
-    """Run argv in its own process group; on timeout, or when it leaves children behind, kill the group."""
+def run_process(
+    argv: Iterable[str], *, timeout_s: float, cwd: Path, drop_root: bool = False
+) -> ProcessResult:
+    """Run argv in its own session, tied to dream's life; on timeout, or when it leaves children, kill the group.
+
+    `cwd` is the attempt's private dir in the scratch root, whose pid file names the process while it
+    runs (reaper.sweep kills what a crashed run left).
+    """
     out, err = cwd / ".stdout", cwd / ".stderr"
+    registry = Registry(cwd.parent / PIDFILE)
     t0 = time.perf_counter()
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            stdout=fo,
-            stderr=fe,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            rc: int | None = proc.wait(timeout=timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            rc, timed_out = None, True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc = spawn(list(argv), cwd=cwd, stdout=fo, stderr=fe, drop_root=drop_root)
+        with registry.running(proc, cwd):
+            try:
+                rc: int | None = proc.wait(timeout=timeout_s)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                rc, timed_out = None, True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     return ProcessResult(rc, _tail(out), _tail(err), time.perf_counter() - t0, timed_out)
 
 
@@ -135,7 +137,9 @@ def _attempt(
     run = sensors.start()
     wake = WakeupProbe(*probe).start() if cmd.kind == "stress-ng" else None
     try:
-        res = run_process(cmd.argv, timeout_s=timeout_s, cwd=workdir)
+        res = run_process(
+            cmd.argv, timeout_s=timeout_s, cwd=workdir, drop_root=cmd.kind == "stress-ng"
+        )
     finally:
         p95 = wake.stop() if wake else None
         reading = run.stop()

@@ -77,15 +77,11 @@ def build_command(
     if entry["workload"] == "stress-ng":
         yaml_path = scratch / "metrics.yaml"
         taskset = params.get("taskset", ",".join(map(str, host.cpus)))
-        argv = [
-            "stress-ng",
-            *args,
-            "--timeout",
-            f"{seconds}s",
-            "--metrics",
-            "--yaml",
-            str(yaml_path),
-        ]
+        argv = ["stress-ng", *args, "--timeout", f"{seconds}s", "--metrics"]
+        # Paths relative to the scratch dir it runs in: as `nobody` (runner) it may not traverse
+        # the out_root's parents. --temp-path keeps its files there, --oomable stops it from
+        # respawning a stressor the OOM killer took.
+        argv += ["--yaml", yaml_path.name, "--temp-path", ".", "--oomable"]
         argv += ["--seed", str(seed), "--taskset", taskset]
         return WorkloadCommand("stress-ng", tuple(argv), duration, entry["stressor"], yaml_path)
     if entry["workload"] == "fio":

@@ -45,6 +45,7 @@ def test_doctor_reports_capabilities_and_which_domains_run(tmp_path, capsys):
         (["baseline", "--domain", "audio"], 2, "domain audio is unavailable"),
         (["evaluate", "--domain", "cpu", "--genome", "{oops"], 2, "--genome is not JSON"),
         (["evaluate", "--domain", "gpu"], 2, "domain gpu is unavailable"),
+        (["evaluate", "--domain", "cpu", "--cand-id", "../x"], 2, "--cand-id '../x': use letters"),
         (["evaluate", "--domain", "cpu", "--genome", '{"nope": 1}'], 2, "unknown genes ['nope']"),
         (["evaluate", "--domain", "cpu", "--genome", '{"epp_value": 0}'], 2, "epp_value is frozen"),
         (["report"], 3, "no candidate packs under"),
@@ -84,3 +85,16 @@ def test_report_aggregates_several_hosts_trees(ctx, evaluate, tmp_path, capsys):
     assert "hostb" in out  # the second tree's host, beside this host's row
     assert (other / "artifacts/reports/gen0.txt").is_file()
     assert (ctx.out_root / "artifacts/reports/gen0.txt").is_file()
+
+
+def test_a_repeated_cand_id_exits_4_and_keeps_the_pack(ctx, evaluate, capsys):
+    evaluate(cand_id="c1")
+    path = ctx.out_root / "artifacts/candidates/cpu/c1.json"
+    before = path.read_bytes()
+    argv = ["evaluate", "--domain", "cpu", "--genome", '{"thread_count": 1}', "--cand-id", "c1"]
+    code, _, err = _exit([*argv, "--out_root", str(ctx.out_root)], capsys)
+    assert code == 4 and "is never replaced" in err and len(err.strip().splitlines()) == 1
+    assert not (ctx.out_root / "artifacts/manifests").exists()  # refused before any measuring
+    assert path.read_bytes() == before
+    evaluate(cand_id="c2")  # the control: a new name is written
+    assert (ctx.out_root / "artifacts/candidates/cpu/c2.json").is_file()

@@ -165,12 +165,15 @@ def test_stress_ng_command_carries_genes_and_measurement_flags(tmp_path):
     host = HostInfo(cpus=(0, 1, 2, 3))
     spec = genome_spec("cpu", host, Actuation(rollback_path=tmp_path / "rb.json"))
     genome = spec.decode([0.3, 0.0, 0.9])  # 2 of 4 CPUs, 1 worker, hugepages
-    argv = build_command(cfg, "cpu", "mixed", genome, host, scratch=tmp_path, seed=9).argv
-    text = " ".join(argv)
-    assert text.startswith(
+    cmd = build_command(cfg, "cpu", "mixed", genome, host, scratch=tmp_path, seed=9)
+    # Exactly these: nothing that reaches debugfs, sysfs or host files (no --ignite-cpu, no
+    # --klog-check, no sysfs/procfs stressors), files only in the scratch dir it runs in.
+    assert " ".join(cmd.argv) == (
         "stress-ng --cpu 1 --cpu-method matrixprod --vm 1 --vm-bytes 10% --vm-madvise hugepage"
+        " --switch 1 --timeout 1s --metrics --yaml metrics.yaml --temp-path . --oomable"
+        " --seed 9 --taskset 0,1"
     )
-    assert "--timeout 1s --metrics --yaml" in text and "--seed 9 --taskset 0,1" in text
+    assert cmd.yaml_path == tmp_path / "metrics.yaml"
     fio = build_command(
         cfg,
         "storage",

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+# mkstemp's name for the temp file of `name`: ".{name}.XXXXXXXX.tmp", 8 random [a-z0-9_].
+_TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -54,3 +58,14 @@ def dumps_json(obj: Any) -> str:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as strict JSON to `path` atomically."""
     return atomic_write_text(path, dumps_json(obj))
+
+
+def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that atomic writes of a killed process left under `root`.
+
+    Call it only while no other process writes there: when a run resumes after its writer died.
+    """
+    stale = [p for p in Path(root).rglob(".*.tmp") if _TEMP.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labkit.atomic import atomic_write_json, atomic_write_text
+from labkit.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
 from labkit.config import canonical_yaml, config_hash, parse_yaml
 from labkit.errors import LabkitError, MissingInputError, Paused, RunExistsError
 
@@ -63,8 +63,16 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
+            # GIT_OPTIONAL_LOCKS=0: `git status` refreshes the index only when it may take
+            # .git/index.lock, which would collide with the user's own git commands.
             out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+                ["git", *args],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
             )
         except (OSError, subprocess.SubprocessError):
             return None
@@ -145,6 +153,8 @@ class RunDir:
                         f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
                     )
             run.resumed = state is not None and not force
+            if run.resumed:
+                remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done
             run._begin_phase(command, restarted=force and state is not None)
             return run
         if path.exists() and (not path.is_dir() or any(path.iterdir())):

@@ -1,9 +1,13 @@
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from labkit.errors import MissingInputError, Paused, RunExistsError
-from labkit.rundir import CONFIG, RECORD, RunDir, sha256_file
+from labkit.rundir import CONFIG, RECORD, RunDir, git_state, sha256_file
 
 CFG = {"seed": 3, "train": {"lr": 0.1}}
 REQUIRED = {
@@ -108,3 +112,42 @@ def test_relative_run_dir_paths_built_from_run_path_register(tmp_path, monkeypat
     fig.parent.mkdir()
     fig.write_bytes(b"png")
     assert run.register_artifact(fig)["relative_path"] == "figures/f.png"
+
+
+def test_git_probe_never_rewrites_the_index(tmp_path):
+    """git status refreshes a stale index under .git/index.lock unless GIT_OPTIONAL_LOCKS=0."""
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "f").write_text("a")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    os.utime(tmp_path / "f", (2e9, 2e9))  # same content, stale stat data: status wants a refresh
+    index = (tmp_path / ".git" / "index").read_bytes()
+    assert git_state(tmp_path)["dirty"] is False
+    assert (tmp_path / ".git" / "index").read_bytes() == index
+    subprocess.run([*git, "status", "--porcelain"], check=True, capture_output=True)
+    assert (
+        tmp_path / ".git" / "index"
+    ).read_bytes() != index  # the control: plain status writes it
+
+
+def test_resume_removes_what_a_killed_atomic_write_left(tmp_path):
+    RunDir.create(tmp_path / "r", CFG)
+    writer = subprocess.Popen(  # killed inside atomic_write_with, between mkstemp and rename
+        [
+            sys.executable,
+            "-c",
+            "import time; from labkit.atomic import atomic_write_with as w; "
+            f"w({str(tmp_path / 'r' / 'out' / 'big.bin')!r}, lambda fh: (fh.write(b'x'), fh.flush(), time.sleep(60)))",
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "r" / "out").glob(".big.bin.*.tmp")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    writer.kill()
+    writer.wait()
+    (tmp_path / "r" / "out" / "notes.tmp").write_text("mine")  # not an atomic write's temp file
+    assert list((tmp_path / "r" / "out").glob(".big.bin.*.tmp"))  # the kill left it
+    assert RunDir.create(tmp_path / "r", CFG, resume=True).resumed
+    assert sorted(p.name for p in (tmp_path / "r" / "out").iterdir()) == ["notes.tmp"]

@@ -18,7 +18,13 @@ from avalanche_llm.config import ResolvedConfig
 from avalanche_llm.io.hashing import code_version
 from avalanche_llm.io.npz import load_npz, npz_bytes
 from avalanche_llm.io.schema_validate import validate_run_record
-from labkit.atomic import atomic_write_bytes, atomic_write_json, atomic_write_with, dumps_json
+from labkit.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_with,
+    dumps_json,
+    remove_stale_temps,
+)
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
 from labkit.rundir import environment, git_state, sha256_file, utc_now
 
@@ -115,6 +121,7 @@ class StageRun(RunArtifacts):
             if old["hashes"]["config_sha256"] != config.sha256:
                 raise RunExistsError(f"{path} was made from a different config; not resuming")
             created = old["created_utc"]
+            remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done
         elif path.exists():
             raise RunExistsError(f"{path} exists and is not a run directory")
         else:
