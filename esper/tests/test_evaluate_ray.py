@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import ray
 
+from labkit.ray_executor import RayExecutor
+
 from .test_evaluate_cli import EVAL_CONFIG, LOGS, esper, evaluate
 
 # The summary's timing fields, the only ones allowed to differ.
@@ -31,9 +33,17 @@ def cluster():
     ray.shutdown()
 
 
-def test_evaluate_on_ray_equals_the_local_evaluation(cluster, tmp_path):
+def test_evaluate_on_ray_equals_the_local_evaluation(cluster, tmp_path, monkeypatch):
     assert evaluate(tmp_path / "local", "random,static", episodes=2) == 0
+    launched, run = [], RayExecutor.run
+
+    def spy(self, tasks, **callbacks):
+        launched.append(len(tasks))
+        return run(self, tasks, **callbacks)
+
+    monkeypatch.setattr(RayExecutor, "run", spy)
     assert evaluate(tmp_path / "ray", "random,static", "--executor", "ray", episodes=2) == 0
+    assert launched == [2]  # both chunks (one per policy) went to the cluster
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
     record = json.loads((tmp_path / "ray" / "run_record.json").read_text(encoding="utf-8"))
     assert record["phases"]["evaluate"]["status"] == "complete"
@@ -41,5 +51,6 @@ def test_evaluate_on_ray_equals_the_local_evaluation(cluster, tmp_path):
 
 def test_ray_address_without_the_ray_executor_is_refused(tmp_path):
     run = tmp_path / "r"
-    code = esper("evaluate", "--config", EVAL_CONFIG, "--ray_address", "auto", "--run_dir", run)
+    flags = ("--policies", "random", "--ray_address", "auto", "--run_dir", run)
+    code = esper("evaluate", "--config", EVAL_CONFIG, *flags)
     assert code == 2 and not run.exists()
