@@ -46,6 +46,7 @@ from labkit.executors import (
 from labkit.pause_relay import relay_pause
 from labkit.stats import bootstrap_ci
 from labkit.sweep import SweepPlan, plan_sweep, run_sweep, summary_path
+from labkit.sweep_view import live_sweep
 
 ENTRY = "cachemedicpp.sweep:run_one"
 # Entry of `--no-resume`: every phase of a run restarts from scratch.
@@ -316,7 +317,9 @@ def main(args: argparse.Namespace) -> int:
     executor = BudgetedExecutor(ordered, budget, *used)
     entry = ENTRY if args.resume else FRESH_ENTRY
     try:
-        run_sweep(plan, args.out_root, run_fn=entry, executor=executor, resume=True)
+        # One live line per run (status, phase, step, node), whichever executor runs them.
+        with live_sweep(summary_file):
+            run_sweep(plan, args.out_root, run_fn=entry, executor=executor, resume=True)
     except Paused:
         if executor.reason is None:
             summary = _record_budget(summary_file, budget, executor)

@@ -21,7 +21,7 @@ def stripped(out_root: Path) -> str:
     return json.dumps(doc, sort_keys=True)
 
 
-def test_paired_micro_sweep_on_ray_equals_the_local_one(tmp_path, model_dir, monkeypatch):
+def test_paired_micro_sweep_on_ray_equals_the_local_one(tmp_path, model_dir, monkeypatch, capsys):
     # The sibling sweep test's tiny run config and CLI helper (test modules import by path).
     monkeypatch.syspath_prepend(str(HERE))
     tools = importlib.import_module("test_sweep_tools")
@@ -33,6 +33,7 @@ def test_paired_micro_sweep_on_ray_equals_the_local_one(tmp_path, model_dir, mon
     ]
     path = tools.write_sweep(tmp_path, model_dir, runs)
     assert tools.sweep_exit(path, tmp_path / "local", "--executor", "local") == 0
+    capsys.readouterr()
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     try:
         assert tools.sweep_exit(path, tmp_path / "ray", "--executor", "ray") == 0
@@ -44,6 +45,11 @@ def test_paired_micro_sweep_on_ray_equals_the_local_one(tmp_path, model_dir, mon
     assert by["contr"]["started_utc"] >= by["no_contr"]["finished_utc"]
     assert "cachemedic_no_contr" in json.dumps(by["contr"]["result"]["task_auc"])
     assert all(r["node"]["node_id"] for r in on_ray["runs"])
+    # The CLI's run lines: one per run, complete, naming the node.
+    out = capsys.readouterr().out
+    for run in on_ray["runs"]:
+        line = next(row for row in out.splitlines() if row.lstrip().startswith(run["name"]))
+        assert "complete" in line and run["node"]["node_ip"] in line
     ablation = "sw/ablation_summary.json"
     assert (tmp_path / "ray" / ablation).read_bytes() == (
         tmp_path / "local" / ablation
