@@ -2,8 +2,9 @@
 
 A base config plus per-run dot-key overrides (labkit.sweep), each run taken through train → eval →
 stability → plots in `<out_root>/<sweep_name>/<run>/`. A relative `eval.no_contr_run_dir` names a
-sibling run of the same sweep, which then runs first (on any executor, `--executor local|ray`). After the runs, paired contr − no_contr deltas
-over seeds get BCa CIs in `<out_root>/<sweep_name>/ablation_summary.json`.
+sibling run of the same sweep, which then runs first on any executor (`--executor local|ray`).
+After the runs, paired contr − no_contr deltas over seeds get BCa CIs in
+`<out_root>/<sweep_name>/ablation_summary.json`.
 
 `--no-resume` restarts every phase of every run (and the sweep's ledger); a sweep-level pause
 request is relayed into the run in flight, whose phase pauses at its next unit (exit 75); an
