@@ -2,8 +2,9 @@
 
 A base config plus per-run dot-key overrides (labkit.sweep), each run taken through train → eval →
 stability → plots in `<out_root>/<sweep_name>/<run>/`. A relative `eval.no_contr_run_dir` names a
-sibling run of the same sweep (list it earlier). After the runs, paired contr − no_contr deltas
-over seeds get BCa CIs in `<out_root>/<sweep_name>/ablation_summary.json`.
+sibling run of the same sweep, which then runs first on any executor (`--executor local|ray`).
+After the runs, paired contr − no_contr deltas over seeds get BCa CIs in
+`<out_root>/<sweep_name>/ablation_summary.json`.
 
 `--no-resume` restarts every phase of every run (and the sweep's ledger); a sweep-level pause
 request is relayed into the run in flight, whose phase pauses at its next unit (exit 75); an
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,23 @@ from cachemedicpp.plots import make_plots
 from cachemedicpp.stability import stability_run
 from cachemedicpp.train import train_run
 from labkit.atomic import atomic_write_json
-from labkit.cli import run_cli
+from labkit.cli import add_executor_flags, run_cli
 from labkit.config import load_yaml, validate
 from labkit.control import PauseControl
 from labkit.determinism import derive_seed
 from labkit.errors import LabkitError, Paused
-from labkit.executors import Executor, RunOutcome, RunTask, make_executor
+from labkit.executors import (
+    Executor,
+    OrderedExecutor,
+    RunOutcome,
+    RunTask,
+    executor_spec,
+    make_executor,
+)
 from labkit.pause_relay import relay_pause
 from labkit.stats import bootstrap_ci
 from labkit.sweep import SweepPlan, plan_sweep, run_sweep, summary_path
+from labkit.sweep_view import live_sweep
 
 ENTRY = "cachemedicpp.sweep:run_one"
 # Entry of `--no-resume`: every phase of a run restarts from scratch.
@@ -245,6 +255,20 @@ def load_plan(path: str | Path) -> SweepPlan:
     )
 
 
+def pair_needs(plan: SweepPlan) -> dict[str, set[str]]:
+    """Run name -> the sibling run whose R_phi it scores as no_contr (a relative
+    `eval.no_contr_run_dir`), which must be complete before the run starts."""
+    names = {r.name for r in plan.runs}
+    needs = {}
+    for run in plan.runs:
+        pair = run.config.get("eval", {}).get("no_contr_run_dir")
+        if pair is not None and not Path(pair).is_absolute():
+            sibling = os.path.normpath(pair)
+            if sibling in names:
+                needs[run.name] = {sibling}
+    return needs
+
+
 def load_budget(path: str | Path) -> Budget:
     """The sweep file's `budget` hints (validated with the file by load_plan)."""
     return Budget(**load_yaml(Path(path)).get("budget", {}))
@@ -284,15 +308,19 @@ def _acknowledge_relayed(sweep_dir: Path, summary: Mapping[str, Any], path: Path
 def main(args: argparse.Namespace) -> int:
     """Plan (validated before any run starts), run, summarise; exit 1 if any run failed."""
     plan, budget = load_plan(args.sweep_config), load_budget(args.sweep_config)
+    plan = replace(plan, executor=executor_spec(args, plan.executor))
     summary_file = summary_path(args.out_root, plan.name)
     if not args.resume:
         # Every phase restarts, so the ledger does too (else complete runs would be skipped).
         summary_file.unlink(missing_ok=True)
     used = budget_used(_read_summary(summary_file))
-    executor = BudgetedExecutor(make_executor(plan.executor, plan.workers), budget, *used)
+    ordered = OrderedExecutor(make_executor(plan.executor, plan.workers), pair_needs(plan))
+    executor = BudgetedExecutor(ordered, budget, *used)
     entry = ENTRY if args.resume else FRESH_ENTRY
     try:
-        run_sweep(plan, args.out_root, run_fn=entry, executor=executor, resume=True)
+        # One live line per run (status, phase, step, node), whichever executor runs them.
+        with live_sweep(summary_file):
+            run_sweep(plan, args.out_root, run_fn=entry, executor=executor, resume=True)
     except Paused:
         if executor.reason is None:
             summary = _record_budget(summary_file, budget, executor)
@@ -337,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="skip complete runs and resume the rest (default); --no-resume restarts every phase",
     )
+    add_executor_flags(p)
     return p
 
 

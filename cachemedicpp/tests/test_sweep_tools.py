@@ -67,6 +67,10 @@ def test_seedrep_pairs_five_seeds():
         assert runs[f"s{seed}_no_contr"]["loss"]["lambda_contr"] == 0
         assert runs[f"s{seed}_contr"]["eval"]["no_contr_run_dir"] == f"s{seed}_no_contr"
         assert runs[f"s{seed}_contr"]["seed"] == seed
+    # Each contr run waits for its seed's no_contr run, on any executor.
+    assert sweep.pair_needs(plan) == {
+        f"s{seed}_contr": {f"s{seed}_no_contr"} for seed in (1234, 2026, 2027, 2028, 2029)
+    }
 
 
 def test_sweep_refuses_a_bad_override_before_any_run(tmp_path, model_dir):

@@ -1,4 +1,4 @@
-"""Esper's evaluation chunks on a local Ray cluster give the episodes the local executor gives."""
+"""`esper evaluate --executor ray` on a local Ray cluster writes what the local executor writes."""
 
 from __future__ import annotations
 
@@ -8,46 +8,49 @@ from pathlib import Path
 import pytest
 import ray
 
-from esper.evaluate.command import load_eval_config
-from esper.evaluate.episodes import PARTS
-from esper.evaluate.harness import plan_tasks
-from esper.evaluate.units import resolve_units
-from labkit.executors import LocalExecutor, RayExecutor, RunOutcome
+from labkit.ray_executor import RayExecutor
 
-from .conftest import CNN_TEST, CONFIGS
+from .test_evaluate_cli import EVAL_CONFIG, LOGS, esper, evaluate
+
+# The summary's timing fields, the only ones allowed to differ.
+TIMING = ("episode_wall_s_mean", "episode_wall_s_total", "wall_s_this_attempt")
 
 
-@pytest.fixture(scope="module")
+def outputs(run: Path) -> dict[str, object]:
+    """The episode logs' bytes and the summary without its timing fields."""
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    return {
+        **{name: (run / name).read_bytes() for name in LOGS},
+        "summary": {k: v for k, v in summary.items() if k not in TIMING},
+    }
+
+
+@pytest.fixture
 def cluster():
-    """A local Ray cluster of 2 CPUs, started and stopped here."""
+    """A local Ray cluster of 2 CPUs, started and stopped here; the CLI's executor joins it."""
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
 
 
-def play(executor, run_path: Path) -> tuple[list[RunOutcome], dict[str, dict]]:
-    """Run the evaluation's chunk tasks (as `esper evaluate` plans them) and read the episode parts."""
-    overrides = ["eval.episodes=2", "eval.chunk_episodes=2", *CNN_TEST]
-    cfg = load_eval_config(CONFIGS / "eval_cifar10_local.yaml", overrides, "random,static")
-    outcomes: list[RunOutcome] = []
-    executor.run(
-        plan_tasks(cfg, resolve_units(cfg["eval"]["policies"], cfg), run_path),
-        should_stop=lambda: False,
-        on_start=lambda task: None,
-        on_done=outcomes.append,
-    )
-    parts = {}
-    for path in sorted((run_path / PARTS).glob("*.json")):
-        part = json.loads(path.read_text(encoding="utf-8"))
-        part.pop("wall_s")  # timing, the one field allowed to differ
-        parts[path.name] = part
-    return outcomes, parts
+def test_evaluate_on_ray_equals_the_local_evaluation(cluster, tmp_path, monkeypatch):
+    assert evaluate(tmp_path / "local", "random,static", episodes=2) == 0
+    launched, run = [], RayExecutor.run
+
+    def spy(self, tasks, **callbacks):
+        launched.append(len(tasks))
+        return run(self, tasks, **callbacks)
+
+    monkeypatch.setattr(RayExecutor, "run", spy)
+    assert evaluate(tmp_path / "ray", "random,static", "--executor", "ray", episodes=2) == 0
+    assert launched == [2]  # both chunks (one per policy) went to the cluster
+    assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")
+    record = json.loads((tmp_path / "ray" / "run_record.json").read_text(encoding="utf-8"))
+    assert record["phases"]["evaluate"]["status"] == "complete"
 
 
-def test_evaluation_chunks_on_ray_equal_the_local_ones(cluster, tmp_path):
-    local_outcomes, local = play(LocalExecutor(1), tmp_path / "local")
-    ray_outcomes, on_ray = play(RayExecutor(), tmp_path / "ray")
-    assert [o.status for o in ray_outcomes] == ["complete"] * 2  # one chunk per policy
-    assert {o.name for o in ray_outcomes} == {o.name for o in local_outcomes}
-    assert len(on_ray) == 4 and on_ray == local
-    assert all(o.node["node_id"] for o in ray_outcomes)
+def test_ray_address_without_the_ray_executor_is_refused(tmp_path):
+    run = tmp_path / "r"
+    flags = ("--policies", "random", "--ray_address", "auto", "--run_dir", run)
+    code = esper("evaluate", "--config", EVAL_CONFIG, *flags)
+    assert code == 2 and not run.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import graphlib
 import importlib
 import json
 import multiprocessing
@@ -10,7 +11,7 @@ import pickle
 import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -197,6 +198,62 @@ class LocalExecutor:
                     on_done(outcome)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class OrderedExecutor:
+    """Runs tasks in waves through `inner` so that a run starts only after the runs it `needs` ended.
+
+    `needs[name]` names the runs whose outputs run `name` reads; a needed run that is not among
+    the tasks (already complete, or not part of the sweep) does not hold it back. A run whose
+    needed run failed is recorded failed without starting; one whose needed run paused is left
+    unlaunched, so the sweep pauses and a rerun resumes both in order. Any executor, local or Ray,
+    keeps this order: each wave is one `inner.run` call.
+    """
+
+    def __init__(self, inner: Executor, needs: Mapping[str, Collection[str]]):
+        try:
+            graphlib.TopologicalSorter(needs).prepare()
+        except graphlib.CycleError as exc:
+            raise ConfigError(
+                f"runs need each other in a cycle: {' -> '.join(exc.args[1])}"
+            ) from None
+        self.inner, self.needs = inner, {k: set(v) for k, v in needs.items()}
+
+    def run(
+        self,
+        tasks: Sequence[RunTask],
+        *,
+        should_stop: Callable[[], bool],
+        on_start: Callable[[RunTask], None],
+        on_done: Callable[[RunOutcome], None],
+    ) -> None:
+        """Execute `tasks` wave by wave until done or told to stop."""
+        by_name = {t.name: t for t in tasks}
+        order = graphlib.TopologicalSorter(
+            {n: self.needs.get(n, set()) & by_name.keys() for n in by_name}
+        )
+        order.prepare()
+        ended: dict[str, str] = {}
+
+        def done(outcome: RunOutcome) -> None:
+            ended[outcome.name] = outcome.status
+            on_done(outcome)
+
+        while order.is_active() and not should_stop():
+            wave = order.get_ready()
+            launch = []
+            for name in wave:
+                unmet = {d: ended.get(d) for d in self.needs.get(name, ()) if d in by_name}
+                failed = [d for d, s in unmet.items() if s == "failed"]
+                if failed:
+                    now = utc_now()
+                    on_start(by_name[name])
+                    error = f"needs run {failed[0]!r}, which failed"
+                    done(RunOutcome(name, "failed", None, error, None, 0.0, now, now))
+                elif all(s == "complete" for s in unmet.values()):
+                    launch.append(by_name[name])
+            self.inner.run(launch, should_stop=should_stop, on_start=on_start, on_done=done)
+            order.done(*wave)
 
 
 def _ray_executor(**options: Any) -> Executor:

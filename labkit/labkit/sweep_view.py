@@ -113,5 +113,10 @@ def live_sweep(
 ) -> Iterator[None]:
     """Show the sweep's run lines live while the block runs (on a terminal; else once at the end)."""
     view = _SweepRenderable(Path(summary_file))
-    with Live(view, console=console, refresh_per_second=1 / refresh_s, transient=False):
-        yield
+    console = console or Console()
+    try:
+        with Live(view, console=console, refresh_per_second=1 / refresh_s, transient=False):
+            yield
+    finally:
+        if not console.is_terminal:
+            console.line()  # off a terminal, Live leaves its last line open for the next print

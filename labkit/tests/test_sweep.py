@@ -9,7 +9,7 @@ import yaml
 from labkit.config import config_hash
 from labkit.control import request_pause
 from labkit.errors import EXIT_BAD_INPUT, EXIT_PAUSED, ConfigError, Paused, RunExistsError
-from labkit.executors import LocalExecutor
+from labkit.executors import LocalExecutor, OrderedExecutor
 from labkit.jsonl import read_jsonl
 from labkit.sweep import load_sweep, main, plan_sweep, run_sweep, sanitize_name
 
@@ -268,6 +268,34 @@ def test_dead_worker_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert status["crash"]["status"] == "failed"
     assert status["crash"]["error"].startswith("worker process died")
     assert status["r3"]["status"] == "complete"
+
+
+def test_a_run_starts_only_after_the_runs_it_needs(tmp_path):
+    # Listed before what they need, on two workers: only the ordering keeps them apart.
+    runs = [
+        {"name": "late", "overrides": ["seed=1"]},
+        {"name": "after_bad", "overrides": ["seed=2"]},
+        {"name": "early", "overrides": ["sleep_s=0.5"]},
+        {"name": "bad", "overrides": ["fail=true"]},
+    ]
+    plan = load_sweep(write_sweep(tmp_path, runs=runs))
+    needs = {"late": {"early"}, "after_bad": {"bad"}}
+    doc = run_sweep(plan, tmp_path / "out", executor=OrderedExecutor(LocalExecutor(2), needs))
+    by = {r["name"]: r for r in doc["runs"]}
+    assert by["late"]["status"] == "complete"
+    assert by["late"]["started_utc"] >= by["early"]["finished_utc"]
+    assert by["after_bad"]["status"] == "failed"
+    assert by["after_bad"]["error"] == "needs run 'bad', which failed"
+    assert calls(tmp_path) == {"late": 1, "early": 1, "bad": 1}
+    # Without the ordering the same two workers start `late` alongside `early`.
+    plain = run_sweep(plan, tmp_path / "plain", executor=LocalExecutor(2))
+    by = {r["name"]: r for r in plain["runs"]}
+    assert by["late"]["started_utc"] < by["early"]["finished_utc"]
+
+
+def test_runs_that_need_each_other_are_refused():
+    with pytest.raises(ConfigError, match="cycle"):
+        OrderedExecutor(LocalExecutor(1), {"a": {"b"}, "b": {"a"}})
 
 
 def test_no_resume_refuses_an_existing_sweep_unless_forced(tmp_path):

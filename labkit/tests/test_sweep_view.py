@@ -69,4 +69,7 @@ def test_the_sweep_cli_prints_a_line_per_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--sweep_config", str(path), "--out_root", str(tmp_path / "out")])
     assert exit_info.value.code == 0
-    assert "complete" in run_line(capsys.readouterr().out, "short")
+    out = capsys.readouterr().out
+    assert "complete" in run_line(out, "short")
+    # The CLI's closing line follows the run lines on a line of its own.
+    assert any(row.startswith("sweep v: 1 complete") for row in out.splitlines())

@@ -12,8 +12,10 @@ from esper.evaluate.harness import PHASE, evaluate
 from esper.evaluate.table import results_markdown
 from esper.evaluate.units import expand_specs, resolve_units
 from esper.rundirs import add_resume_flag, default_run_dir, open_run
+from labkit.cli import add_executor_flags
 from labkit.config import load_config
 from labkit.errors import ConfigError
+from labkit.executors import executor_spec, make_executor
 
 _INT1 = {"type": "integer", "minimum": 1}
 EVAL_BLOCK = {
@@ -63,13 +65,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             extra.append(f"eval.{key}={getattr(args, key)}")
     cfg = load_eval_config(args.config, extra, args.policies)
+    # Before any run dir exists: a bad executor block or --ray_address is a usage error (exit 2).
+    executor = make_executor(executor_spec(args), cfg["eval"]["workers"])
     units = resolve_units(cfg["eval"]["policies"], cfg)
     run_dir = args.run_dir or default_run_dir("evaluate", Path(args.config).stem)
     _, run = open_run(
         cfg, run_dir, PHASE, resume=args.resume, config_path=args.config, check_task=True
     )
     with run.running():
-        summary = evaluate(cfg, run, units, pause_at=args.pause_at)
+        summary = evaluate(cfg, run, units, pause_at=args.pause_at, executor=executor)
     print(results_markdown(summary), end="")
     print(f"evaluate: run {run.path}; summary.json, results.md/.tex and figures/ written")
     return 0
@@ -93,5 +97,6 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--run_dir", help="run directory (default runs/evaluate-<config>-<UTC>)")
     e.add_argument("--pause_at", type=int, help="request a pause after K episodes in all (exit 75)")
     add_resume_flag(e)
+    add_executor_flags(e)
     e.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.chunk_episodes=2")
     e.set_defaults(func=cmd_evaluate)

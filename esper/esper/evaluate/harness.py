@@ -25,7 +25,7 @@ from esper.evaluate.units import Unit
 from labkit.atomic import atomic_write_json, atomic_write_text
 from labkit.control import REQUEST, PauseControl, request_pause
 from labkit.errors import LabkitError, Paused
-from labkit.executors import LocalExecutor, RunOutcome, RunTask
+from labkit.executors import Executor, LocalExecutor, RunOutcome, RunTask
 from labkit.heartbeat import Heartbeat
 from labkit.jsonl import read_jsonl
 from labkit.rundir import RunDir
@@ -118,10 +118,12 @@ def evaluate(
     *,
     pause_at: int | None = None,
     heartbeat_s: float = 5.0,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Play (or continue) every paired episode of `run`, then write the summary, tables and figures.
 
     `pause_at=K` requests a pause once K episodes in all are done (as `touch control/pause.request`).
+    The chunks run on `executor` (default: `eval.workers` local processes).
     """
     path, n = run.path, cfg["eval"]["episodes"]
     total = n * len(units)
@@ -147,9 +149,8 @@ def evaluate(
             if pause_at is not None and before < pause_at <= done < total:
                 request_pause(path, f"evaluate --pause_at {pause_at}")
 
-        LocalExecutor(cfg["eval"]["workers"]).run(
-            tasks, should_stop=should_stop, on_start=lambda task: None, on_done=on_done
-        )
+        executor = executor or LocalExecutor(cfg["eval"]["workers"])
+        executor.run(tasks, should_stop=should_stop, on_start=lambda task: None, on_done=on_done)
         if failed:
             raise _failure(failed)
         done = _done(path)
