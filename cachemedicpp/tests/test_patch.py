@@ -83,7 +83,9 @@ def test_future_tokens_never_change_earlier_logits(tiny_lm, family, option):
     with torch.no_grad(), intervene(model, None, op):
         full = model(ids).logits
         short = model(ids[:, :25]).logits
-    assert torch.equal(full[:, :25], short)
+    # Not bit-equal: the operator's matmuls over 40 vs 25 rows may block differently on some CPUs
+    # (9e-8 measured on the qwen2 path); a leak from future tokens moves logits by ~1e-1.
+    torch.testing.assert_close(full[:, :25], short, rtol=0, atol=1e-5)
     with torch.no_grad():
         plain = model(ids).logits
     assert not torch.allclose(full, plain, atol=1e-3), "the operator must act"
