@@ -138,10 +138,11 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. model.name=DIR")
     args = p.parse_args()
     cfg = load_run_config(PROJECT / args.config, args.overrides)
+    sst2 = bench_sst2(cfg, args.n, args.repeats)  # loads the model: sets the config's threads
     out = {
         "config": args.config,
         "threads": torch.get_num_threads(),
-        "sst2": bench_sst2(cfg, args.n, args.repeats),
+        "sst2": sst2,
         "quant_fit": bench_quant_fit(args.fits),
         "progress": bench_progress(args.units),
     }

@@ -67,3 +67,27 @@ def test_identity_gate_holds_on_the_zoo_llama_and_fails_on_damage(zoo_test_model
     damaged = bench("identity_gate").measure(cfg, windows=2, decode=6, eps=0.5)
     assert damaged["max_abs_logit_diff"]["prefill"] > 1e-2
     assert damaged["max_abs_logit_diff"]["decode"] > 1e-2
+
+
+def test_eval_scoring_paths_give_the_same_bits_and_report_ratios(model_dir):
+    cfg = resolve(
+        {
+            "threads": 1,
+            "model": {"name": str(model_dir)},
+            "data": {"dataset": "local:stories@test", "prefix_tokens": 32},
+            "corruption": {"axes": {"head_mode": "all", "n_recent": 8}},
+            "repair": {"rank": 4, "protect_layers": [0, 1]},
+            "loss": {"kd_positions": 8},
+            "eval": {
+                "sst2_prompted": {
+                    "dataset": "local:sentiment",
+                    "dataset_config": None,
+                    "filler_tokens": 8,
+                }
+            },
+        }
+    )
+    mod = bench("eval_scoring")
+    for out in (mod.bench_sst2(cfg, 3, 1), mod.bench_quant_fit(2), mod.bench_progress(3)):
+        assert out["same"] is True
+        assert out["speedup"] == pytest.approx(out["old_s"] / out["new_s"])
