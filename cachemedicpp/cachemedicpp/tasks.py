@@ -127,7 +127,7 @@ def label_reads(label_ids: tuple[torch.Tensor, ...]) -> list[list[int]]:
     A position reads only earlier ones, so the appended token could reach the scored logits
     only through C's fitted strength, where C damages the newest position; `old_only`
     (n_recent >= 1, every shipped config) never does, and there the shared read is bit-identical
-    to one read per label (`bench/sst2_scoring.py` checks it). One-token labels (" negative",
+    to one read per label (`bench/eval_scoring.py` checks it). One-token labels (" negative",
     " positive") need one forward instead of two; the last group holds the last label, whose
     read gives KL/top-1.
     """
