@@ -267,7 +267,7 @@ def eval_run(
                 done[key] = evaluator.run_unit(unit)
                 state = {"config_hash": run.record["config_hash"], "units": done}
                 # Compact, so the C encoder writes it: indented, rewriting every finished unit's
-                # rows after each unit cost about a minute of a 450-unit demo eval.
+                # rows after each unit took about a minute of a 450-unit demo eval (shared machine).
                 atomic_write_text(progress_path, json.dumps(state, allow_nan=False) + "\n")
                 append_jsonl(log_path, _log_record(run, n, unit, done[key]))
                 hb.beat(len(done), metrics={"unit": key})
