@@ -109,11 +109,18 @@ def rms(x: torch.Tensor) -> torch.Tensor:
 
 def relative_change(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
     """‖y − x‖ / ‖x‖ over the masked entries (0 when the mask is empty or x is zero there)."""
+    return change_from(x, mask)(y)
+
+
+def change_from(x: torch.Tensor, mask: torch.Tensor) -> Callable[[torch.Tensor], float]:
+    """y ↦ `relative_change(x, y, mask)`, with what does not depend on y computed once (a
+    matched fit bisects over 30 candidate y)."""
     m = mask.to(torch.float32)
-    den = (x.float() * m).pow(2).sum()
+    x32 = x.float()
+    den = (x32 * m).pow(2).sum()
     if den == 0:
-        return 0.0
-    return ((y.float() - x.float()) * m).pow(2).sum().div(den).sqrt().item()
+        return lambda y: 0.0
+    return lambda y: ((y.float() - x32) * m).pow(2).sum().div(den).sqrt().item()
 
 
 def random_rotation(d: int, seed: int) -> torch.Tensor:
@@ -137,10 +144,14 @@ def skew_spectrum(d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
     return a, mu, vecs
 
 
-def quantize(x: torch.Tensor, mask: torch.Tensor, bits: float) -> torch.Tensor:
-    """Symmetric de/quantisation with qmax = 2^(bits−1) − 1 and one scale per head (max |x| masked)."""
+def head_amax(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-head max |x| over the masked entries [1,H,1,1]: the base of `quantize`'s scale."""
+    return (x.abs() * mask).amax(dim=(-2, -1), keepdim=True)
+
+
+def quantize(x: torch.Tensor, amax: torch.Tensor, bits: float) -> torch.Tensor:
+    """Symmetric de/quantisation with qmax = 2^(bits−1) − 1 and one scale per head (`head_amax`)."""
     qmax = 2.0 ** (bits - 1) - 1
-    amax = (x.abs() * mask).amax(dim=(-2, -1), keepdim=True)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     return (x / scale).round().clamp(-qmax, qmax) * scale
 
@@ -279,8 +290,9 @@ class EventState:
             if not matched:
                 return p.quant_bits
             lo, hi = _QUANT_BITS
+            amax, change = head_amax(x, mask), change_from(x, mask)
             return bisect(
-                lambda b: relative_change(x, quantize(x, mask, b), mask),
+                lambda b: change(quantize(x, amax, b)),
                 lo,
                 hi,
                 ev.eps,
@@ -317,4 +329,4 @@ def _damage(
         return torch.where(pick, flipped, x)
     if kind == "orthogonal_rotation":
         return x @ theta
-    return quantize(x, mask, theta)
+    return quantize(x, head_amax(x, mask), theta)

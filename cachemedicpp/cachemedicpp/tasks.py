@@ -98,22 +98,43 @@ def score_sst2(
     """Correct when Σ log p of the true label's tokens beats the other; KL/top-1 at the prompt end.
 
     `clean` is `clean_reference(model, "sst2_prompted", ex)`, computed here when not given.
+    Labels that differ only in their last token share one read (see `label_reads`).
     """
     if clean is None:
         clean = clean_reference(model, "sst2_prompted", ex)
     n = ex.ids.shape[1]
-    scores, last = [], None
-    for lab in label_ids:
-        ids = torch.cat([ex.ids, lab[None]], dim=1).to(model.device)
+    scores: dict[int, float] = {}
+    for group in label_reads(label_ids):
+        ids = torch.cat([ex.ids, label_ids[group[0]][None]], dim=1).to(model.device)
         with intervene(model, event, defense) as iv:
             logits = model(ids).logits[0]
         logp = F.log_softmax(logits[n - 1 : -1].float(), -1)
-        scores.append(logp.gather(1, ids[0, n:, None]).sum().item())
+        for j in group:
+            lab = label_ids[j].to(model.device)
+            scores[j] = logp.gather(1, lab[:, None]).sum().item()
         last = logits[n - 1 : n]
     kl, agree = _compare(clean, last)
     pred = int(scores[1] > scores[0])
     correct = float(pred == ex.label)
     return {"correct": correct, "n": 1, "kl": kl, "top1": agree, "eps_realized": iv.eps_realized}
+
+
+def label_reads(label_ids: tuple[torch.Tensor, ...]) -> list[list[int]]:
+    """Labels grouped so that one forward of prompt + the group's first label scores them all.
+
+    A label's log p needs the logits at the prompt's end and after each of its tokens but the
+    last, so labels of equal length whose tokens differ only in the last share those logits.
+    A position reads only earlier ones, so the appended token could reach the scored logits
+    only through C's fitted strength, where C damages the newest position; `old_only`
+    (n_recent >= 1, every shipped config) never does, and there the shared read is bit-identical
+    to one read per label (`bench/eval_scoring.py` checks it). One-token labels (" negative",
+    " positive") need one forward instead of two; the last group holds the last label, whose
+    read gives KL/top-1.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for j, lab in enumerate(label_ids):
+        groups.setdefault((*lab[:-1].tolist(), lab.numel()), []).append(j)
+    return sorted(groups.values(), key=lambda g: g[-1])
 
 
 def score_needle(

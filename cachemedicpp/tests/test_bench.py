@@ -33,8 +33,8 @@ def test_decode_overhead_reports_the_three_variants(gpt2):
     assert out["repair_params"] == 2 * (6 * d * r + 2 * r * r + 4 * r)  # design §5, option A
 
 
-def test_train_step_times_steps_against_teacher_forwards(model_dir):
-    cfg = resolve(
+def small_config(model_dir, **extra):
+    return resolve(
         {
             "threads": 1,
             "model": {"name": str(model_dir)},
@@ -42,9 +42,13 @@ def test_train_step_times_steps_against_teacher_forwards(model_dir):
             "corruption": {"axes": {"head_mode": "all", "n_recent": 8}},
             "repair": {"rank": 4, "protect_layers": [0, 1]},
             "loss": {"kd_positions": 8},
+            **extra,
         }
     )
-    out = bench("train_step").measure(cfg, steps=2)
+
+
+def test_train_step_times_steps_against_teacher_forwards(model_dir):
+    out = bench("train_step").measure(small_config(model_dir), steps=2)
     assert out["steps"] == 2 and out["train_step_s"] > 0 and out["teacher_forward_s"] > 0
     assert out["ratio_step_to_forward"] == pytest.approx(
         out["train_step_s"] / out["teacher_forward_s"]
@@ -67,3 +71,12 @@ def test_identity_gate_holds_on_the_zoo_llama_and_fails_on_damage(zoo_test_model
     damaged = bench("identity_gate").measure(cfg, windows=2, decode=6, eps=0.5)
     assert damaged["max_abs_logit_diff"]["prefill"] > 1e-2
     assert damaged["max_abs_logit_diff"]["decode"] > 1e-2
+
+
+def test_eval_scoring_paths_give_the_same_bits_and_report_ratios(model_dir):
+    sst2 = {"dataset": "local:sentiment", "dataset_config": None, "filler_tokens": 8}
+    cfg = small_config(model_dir, eval={"sst2_prompted": sst2})
+    mod = bench("eval_scoring")
+    for out in (mod.bench_sst2(cfg, 3, 1), mod.bench_quant_fit(2), mod.bench_progress(3)):
+        assert out["same"] is True
+        assert out["speedup"] == pytest.approx(out["old_s"] / out["new_s"])

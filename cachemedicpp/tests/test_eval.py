@@ -11,13 +11,22 @@ from transformers import GPT2LMHeadModel
 
 from cachemedicpp.config import resolve, schema
 from cachemedicpp.eval import Evaluator, build_parser, eval_run, main
-from cachemedicpp.eval_metrics import _ci, task_value, unit_key
+from cachemedicpp.eval_metrics import _ci, subset_values, unit_key
 from cachemedicpp.heuristics import Heuristic
+from cachemedicpp.intervention import intervene
 from cachemedicpp.modeling import load_model
 from cachemedicpp.phase_run import require_trained
 from cachemedicpp.rescore import prepare_from_run
 from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
-from cachemedicpp.tasks import ppl_examples, score_ppl, sst2_examples
+from cachemedicpp.tasks import (
+    _compare,
+    clean_reference,
+    label_reads,
+    ppl_examples,
+    score_ppl,
+    score_sst2,
+    sst2_examples,
+)
 from cachemedicpp.train import train_run
 from labkit.cli import run_cli
 from labkit.config import validate
@@ -116,7 +125,7 @@ def test_bootstrap_confidence_sets_the_interval_level():
     width = {}
     for level in (0.5, 0.95):
         boot = {"n_resamples": 500, "confidence": level}
-        ci = _ci(lambda i: task_value("sst2_prompted", rows, i), 30, boot, (0, "t"))
+        ci = _ci(subset_values("sst2_prompted", rows), 30, boot, (0, "t"))
         assert ci["confidence"] == level
         width[level] = ci["high"] - ci["low"]
     # a 50 % interval is narrower than a 95 % one over the same resamples
@@ -344,3 +353,35 @@ def test_sentiment_filler_puts_the_review_far_back(model_dir):
         assert b.ids[0, -len(cue) :].tolist() == cue == a.ids[0, -len(cue) :].tolist()
         assert set(b.ids[0, -len(cue) - 20 : -len(cue)].tolist()) == set(dot)
         assert torch.equal(b.ids[0, : a.ids.shape[1] - len(cue)], a.ids[0, : -len(cue)])
+
+
+def test_label_reads_share_a_forward_only_when_labels_differ_in_their_last_token():
+    one_token = (torch.tensor([5]), torch.tensor([9]))
+    assert label_reads(one_token) == [[0, 1]]
+    # [5, 7] and [5, 9] share the logits after 5; [6, 9] and [4] need reads of their own
+    mixed = (torch.tensor([5, 7]), torch.tensor([6, 9]), torch.tensor([5, 9]), torch.tensor([4]))
+    assert label_reads(mixed) == [[1], [0, 2], [3]]
+
+
+def test_sst2_shared_read_scores_bit_identically_to_one_read_per_label(model_dir, trained):
+    cfg = config(model_dir)
+    model, tok = load_model(cfg)
+    ev = Evaluator(SimpleNamespace(path=trained), cfg, model, tok)
+    labels = (torch.tensor([5]), torch.tensor([9]))
+    for i, ex in enumerate(ev.examples["sst2_prompted"]):
+        n, clean = ex.ids.shape[1], clean_reference(model, "sst2_prompted", ex)
+        for kind, name in (
+            ("clean", "no_defense"),
+            ("gaussian", "cachemedic"),
+            ("quant_noise", "smoothing"),
+        ):
+            event = ev.event_for("sst2_prompted", kind, 0.08, i, n + 1)
+            row = score_sst2(model, ex, event, ev.defenses[name], labels, clean)
+            logp, last = [], None
+            for lab in labels:
+                with intervene(model, event, ev.defenses[name]):
+                    last = model(torch.cat([ex.ids, lab[None]], dim=1)).logits[0, n - 1 : n]
+                logp.append(F.log_softmax(last.float(), -1)[0, lab[0]].item())
+            kl, agree = _compare(clean, last)
+            assert row["correct"] == float(int(logp[1] > logp[0]) == ex.label)
+            assert (row["kl"], row["top1"]) == (kl, agree)
