@@ -24,6 +24,7 @@ from labkit.errors import ConfigError, LabkitError, MissingInputError
 
 TOKEN_ENV = "DREAM_DASHBOARD_TOKEN"
 MIN_TOKEN_CHARS = 16
+MAX_WHO_CHARS = 64
 KPIS = ("perf", "p95_ms", "watts")
 HEADERS = {
     # No script runs on these pages, nothing may frame them, and forms post only back here.
@@ -147,8 +148,8 @@ def create_app(out_root: str | os.PathLike, cfg: DreamConfig, token: str, bind: 
         status = 403
         if why is None and not hmac.compare_digest(form.get("token", "").encode(), token.encode()):
             why = "no valid token"
-        if why is None and not who:
-            why, status = "say who decides", 400
+        if why is None and not 0 < len(who) <= MAX_WHO_CHARS:
+            why, status = f"say who decides (1 to {MAX_WHO_CHARS} characters)", 400
         if why is None:
             try:
                 # Exactly the CLI's path: the queue re-reads the pack and checks its sha256 itself.
