@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.setup-done
 FOLDERS := labkit cachemedicpp avalanche_llm esper dream
-DEB_PACKAGES := stress-ng fio
+DEB_PACKAGES := stress-ng fio chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream clean-venv

@@ -73,6 +73,12 @@ class Approvals:
             atomic_write_json(self.path, doc)
             append_jsonl(self.log, {"event": event, "utc": utc_now(), **info})
 
+    def record(self, event: str, **info: Any) -> None:
+        """Log an event that changes no entry (a refused dashboard action), under the queue's lock."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(self.dir / "queue.lock", timeout=60):
+            append_jsonl(self.log, {"event": event, "utc": utc_now(), **info})
+
     def entries(self, domain: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Queue entries, oldest first, filtered by domain and status."""
         return [

@@ -1,4 +1,4 @@
-"""`python -m dream doctor|baseline|evaluate|service|approvals|promote|rollback|report`."""
+"""`python -m dream doctor|baseline|evaluate|service|approvals|promote|rollback|report|dashboard`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ COMMANDS = (
     "promote",
     "rollback",
     "report",
+    "dashboard",
 )
 
 
@@ -177,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the latest; -1: fleet workers' trials",
     )
     p.add_argument("--domains", type=_domains, default=None)
+
+    p = sub.add_parser("dashboard", help="web page: approvals queue, pack evidence, promotions")
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost)")
+    p.add_argument("--port", type=int, default=8765)
     return ap
 
 
@@ -468,6 +474,11 @@ def main(args: argparse.Namespace) -> int:
                 f"rolled back {args.domain}/{event['cand_id']} ({len(event['restored'])} settings "
                 f"restored); now in effect: {event['now_in_effect'] or 'stock'}"
             )
+        return 0
+    if args.command == "dashboard":
+        from dream.dashboard.app import run_dashboard
+
+        run_dashboard(args.out_root, _config(args), host=args.host, port=args.port, console=console)
         return 0
     from dream.report import fleet_table, render_report
 

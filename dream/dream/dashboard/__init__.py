@@ -1,0 +1,1 @@
+"""`python -m dream dashboard`: the approvals queue, pack evidence and promotion history in a browser."""
