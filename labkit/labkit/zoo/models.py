@@ -122,14 +122,16 @@ def model_config(name: str, size: str, tok: PreTrainedTokenizerFast) -> Pretrain
     )
 
 
-def _data(size: str) -> dict[str, Any]:
+def training_data(size: str) -> dict[str, Any]:
+    """The world data sets a zoo model of `size` trains on, at the zoo's data seed."""
     return {
         name: build_dataset(name, size, DATA_SEED)
         for name in ("stories", "sentiment", "mcq", "needle")
     }
 
 
-def _training_texts(data: dict[str, Any]) -> list[str]:
+def training_texts(data: dict[str, Any]) -> list[str]:
+    """Every training row of `data` as text, in the formats the models are scored in."""
     return [
         *data["stories"]["train"]["text"],
         *("".join(format_sentiment(r)) for r in data["sentiment"]["train"]),
@@ -138,7 +140,8 @@ def _training_texts(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def _mixture(tok: PreTrainedTokenizerFast, data: dict[str, Any], seed: int) -> Mixture:
+def mixture(tok: PreTrainedTokenizerFast, data: dict[str, Any], seed: int) -> Mixture:
+    """The curriculum sources of the zoo models (stories, task formats, fresh facts) for `tok`."""
     filler = quality.token_stream(tok, data["stories"]["train"]["text"])
     formats = {
         "sentiment": ("sentiment", format_sentiment),
@@ -182,14 +185,14 @@ def build_model(
     try:
         with torch.random.fork_rng():
             progress(0, schedule.steps, "generating data")
-            data = _data(size)
-            tok = build_tokenizer(_training_texts(data), N_POSITIONS)
-            mixture = _mixture(tok, data, derive_seed("zoo-model", name, size, seed))
+            data = training_data(size)
+            tok = build_tokenizer(training_texts(data), N_POSITIONS)
+            mix = mixture(tok, data, derive_seed("zoo-model", name, size, seed))
             torch.manual_seed(seed)
             config = model_config(name, size, tok)
             model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
             started = time.perf_counter()
-            losses = train(model, mixture, schedule, progress)
+            losses = train(model, mix, schedule, progress)
             train_seconds = time.perf_counter() - started
             out_dir = Path(out_dir)
             model.save_pretrained(out_dir)
@@ -220,7 +223,7 @@ def build_model(
             "data_seed": DATA_SEED,
             "attn_implementation": "sdpa",
             "torch_threads": TORCH_THREADS,
-            "tokens": mixture.tokens,
+            "tokens": mix.tokens,
             "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
             "seconds": round(train_seconds, 1),
         },
