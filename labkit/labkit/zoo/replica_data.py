@@ -64,7 +64,8 @@ ARC_ROWS = {
     "ARC-Challenge": {"train": 300, "validation": 100, "test": 300},
     "ARC-Easy": {"train": 300, "validation": 100, "test": 300},
 }
-C4_SHARDS = {"train": (4, 200), "validation": (4, 100)}  # shards, documents per shard
+# Shards, documents per shard: a shard holds more than one 256-row read, as a real C4 shard does.
+C4_SHARDS = {"train": (4, 300), "validation": (4, 300)}
 TINYSTORIES_ROWS = {"train": (4, 500), "validation": (1, 200)}  # shards, rows per shard
 CIFAR10_ROWS = {"train": 2000, "test": 500}
 
