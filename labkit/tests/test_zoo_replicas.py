@@ -226,3 +226,18 @@ def test_without_the_switch_hub_ids_still_go_to_the_hub(not_rehearsing, monkeypa
 def test_a_replica_zoo_name_loads_like_its_hub_id(not_rehearsing):
     data = load_dataset("local:replica-glue", config="sst2")
     assert data["validation"].num_rows == 872
+
+
+def test_check_rehearsal_fails_on_any_record_made_without_it(tmp_path, monkeypatch):
+    from labkit.errors import LabkitError
+    from labkit.rehearsal import check_rehearsed
+
+    with pytest.raises(MissingInputError):
+        check_rehearsed(tmp_path)
+    monkeypatch.setenv(ENV, "1")
+    RunDir.create(tmp_path / "a", {"a": 1})
+    assert check_rehearsed(tmp_path) == [tmp_path / "a" / "run_record.json"]
+    monkeypatch.delenv(ENV)
+    RunDir.create(tmp_path / "b", {"a": 1})
+    with pytest.raises(LabkitError, match=r"1 of 2 run records .*b/run_record\.json"):
+        check_rehearsed(tmp_path)

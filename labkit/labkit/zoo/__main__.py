@@ -10,6 +10,7 @@ from rich.table import Table
 
 from labkit.atomic import dumps_json
 from labkit.cli import run_cli
+from labkit.rehearsal import check_rehearsed
 from labkit.zoo.build import build_local
 from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name, replicas
 from labkit.zoo.store import cache_key, is_built, item_dir, read_card
@@ -82,6 +83,10 @@ def main(args: argparse.Namespace) -> None:
     if args.command == "build-replicas":
         _build_replicas(console, args.size, args.seed, args.force)
         return
+    if args.command == "check-rehearsal":
+        records = check_rehearsed(args.root)
+        console.print(f"{len(records)} run records under {args.root}, each says rehearsal: true")
+        return
     item, size, seed = _item(args)
     if args.command == "info":
         _info(console, item, size, seed)
@@ -122,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--seed", type=int, help="seed (default: each item's default seed)")
     sub.add_argument("--force", action="store_true", help="rebuild, replacing the old at the end")
+    sub = commands.add_parser(
+        "check-rehearsal",
+        help="every run record under ROOT says rehearsal: true (exit 1 if one does not)",
+    )
+    sub.add_argument("root", help="a folder of rehearsal runs")
     return top
 
 
