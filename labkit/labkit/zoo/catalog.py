@@ -103,73 +103,80 @@ _ITEMS = (
 )
 
 
-def _replica_model(name: str, hub_ids: tuple[str, ...], description: str) -> ZooItem:
+def _replica(
+    kind: Literal["model", "dataset"], name: str, hub_ids: tuple[str, ...], what: str
+) -> ZooItem:
+    model = kind == "model"
     return ZooItem(
         name=name,
-        kind="model",
+        kind=kind,
         stands_in_for=hub_ids[0],
-        description=f"REPLICA (rehearsal only): {description}",
-        builder="labkit.zoo.replica_models:build_replica_model",
+        description=f"REPLICA (rehearsal only): {what}",
+        builder=f"labkit.zoo.replica_{'models' if model else 'data'}:build_replica_{kind}",
+        sizes=("default", "test") if model else ("default",),
         replica_of=hub_ids,
-    )
-
-
-def _replica_dataset(name: str, hub_ids: tuple[str, ...], description: str) -> ZooItem:
-    return ZooItem(
-        name=name,
-        kind="dataset",
-        stands_in_for=hub_ids[0],
-        description=f"REPLICA (rehearsal only): {description}",
-        builder="labkit.zoo.replica_data:build_replica_dataset",
-        sizes=("default",),
-        replica_of=hub_ids,
-        writes_files=True,
+        writes_files=not model,
     )
 
 
 _GPT2 = "GPT2LMHeadModel, width 64, {} layers, 1024 positions, byte-level BPE GPT2Tokenizer"
 _QWEN = "Qwen2ForCausalLM (GQA 4/2 heads, gated MLP, RoPE), width 64, {} layers, {} positions, bf16"
 _REPLICAS = (
-    _replica_model("replica-gpt2", ("gpt2", "openai-community/gpt2"), _GPT2.format(12)),
-    _replica_model(
-        "replica-gpt2-medium", ("gpt2-medium", "openai-community/gpt2-medium"), _GPT2.format(24)
+    _replica("model", "replica-gpt2", ("gpt2", "openai-community/gpt2"), _GPT2.format(12)),
+    _replica(
+        "model",
+        "replica-gpt2-medium",
+        ("gpt2-medium", "openai-community/gpt2-medium"),
+        _GPT2.format(24),
     ),
-    _replica_model(
-        "replica-gpt2-large", ("gpt2-large", "openai-community/gpt2-large"), _GPT2.format(36)
+    _replica(
+        "model",
+        "replica-gpt2-large",
+        ("gpt2-large", "openai-community/gpt2-large"),
+        _GPT2.format(36),
     ),
-    _replica_model(
-        "replica-qwen2.5-0.5b", ("Qwen/Qwen2.5-0.5B",), _QWEN.format(24, "32k") + ", tied"
+    _replica(
+        "model", "replica-qwen2.5-0.5b", ("Qwen/Qwen2.5-0.5B",), _QWEN.format(24, "32k") + ", tied"
     ),
-    _replica_model("replica-qwen2.5-7b", ("Qwen/Qwen2.5-7B",), _QWEN.format(28, "128k")),
-    _replica_model(
+    _replica("model", "replica-qwen2.5-7b", ("Qwen/Qwen2.5-7B",), _QWEN.format(28, "128k")),
+    _replica(
+        "model",
         "replica-qwen2.5-7b-instruct",
         ("Qwen/Qwen2.5-7B-Instruct",),
         _QWEN.format(28, "32k") + ", ChatML template, EOS <|im_end|>",
     ),
-    _replica_dataset(
+    _replica(
+        "dataset",
         "replica-wikitext",
         ("Salesforce/wikitext", "wikitext"),
         "wikitext-{2,103}-{raw-v1,v1} rows: blank lines, ` = Heading = `, `<unk>` in non-raw",
     ),
-    _replica_dataset(
+    _replica(
+        "dataset",
         "replica-glue",
         ("nyu-mll/glue", "glue"),
         "config sst2: `sentence`, `label` (-1 on test), `idx`",
     ),
-    _replica_dataset(
+    _replica(
+        "dataset",
         "replica-ai2_arc",
         ("allenai/ai2_arc", "ai2_arc"),
         "ARC-Challenge/ARC-Easy: `choices{text,label}` (some 1-4, some 3 choices), `answerKey`",
     ),
-    _replica_dataset(
+    _replica(
+        "dataset",
         "replica-c4",
         ("allenai/c4", "c4"),
         "config en: `text`, `timestamp`, `url` in json.gz shards",
     ),
-    _replica_dataset(
-        "replica-tinystories", ("roneneldan/TinyStories",), "`text`, splits train/validation"
+    _replica(
+        "dataset",
+        "replica-tinystories",
+        ("roneneldan/TinyStories",),
+        "`text`, splits train/validation",
     ),
-    _replica_dataset(
+    _replica(
+        "dataset",
         "replica-cifar10",
         ("uoft-cs/cifar10", "cifar10"),
         "config plain_text: `img` 32x32 PNG, `label` with CIFAR-10's class names (shapes10 images)",

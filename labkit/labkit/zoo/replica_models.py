@@ -32,8 +32,8 @@ from transformers import (
 from labkit.determinism import derive_seed
 from labkit.errors import ConfigError
 from labkit.zoo import quality
-from labkit.zoo.models import TORCH_THREADS, mixture, training_data, training_texts
-from labkit.zoo.training import Schedule, Stage, train
+from labkit.zoo.models import mixture, training_data, training_texts
+from labkit.zoo.training import TORCH_THREADS, Schedule, Stage, build_threads, train
 
 REPLICA_NOTE = (
     "REPLICA for rehearsal only: same classes and shape as {hub_id}, tiny width, trained for a few "
@@ -186,26 +186,21 @@ def build_replica_model(
     spec = MODEL_SPECS[name]
     train_schedule = schedule(spec.family, size)
     hub_id = spec.hub_id
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TORCH_THREADS)
-    try:
-        with torch.random.fork_rng():
-            progress(0, train_schedule.steps, "tokenizer")
-            data = training_data(DATA_SIZE)
-            tok = build_replica_tokenizer(spec, training_texts(data))
-            mix = mixture(tok, data, derive_seed("zoo-replica", hub_id, size, seed))
-            torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_config(
-                replica_config(spec, tok), attn_implementation="sdpa", dtype=torch.float32
-            )
-            started = time.perf_counter()
-            losses = train(model, mix, train_schedule, progress)
-            seconds = time.perf_counter() - started
-            ppl = _perplexities(model, tok, data)
-            model.to(getattr(torch, spec.dtype)).save_pretrained(out_dir)
-            tok.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(threads)
+    with build_threads():
+        progress(0, train_schedule.steps, "tokenizer")
+        data = training_data(DATA_SIZE)
+        tok = build_replica_tokenizer(spec, training_texts(data))
+        mix = mixture(tok, data, derive_seed("zoo-replica", hub_id, size, seed))
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(
+            replica_config(spec, tok), attn_implementation="sdpa", dtype=torch.float32
+        )
+        started = time.perf_counter()
+        losses = train(model, mix, train_schedule, progress)
+        seconds = time.perf_counter() - started
+        ppl = _perplexities(model, tok, data)
+        model.to(getattr(torch, spec.dtype)).save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
     note = REPLICA_NOTE.format(hub_id=hub_id)
     (Path(out_dir) / "README.md").write_text(f"# Replica of {hub_id}\n\n{note}\n", encoding="utf-8")
     print(
