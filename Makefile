@@ -81,8 +81,8 @@ demo-dream: $(STAMP)
 
 # Rehearsal (issue 19): paper configs on tiny offline replicas of their hub models and data sets
 # (LABKIT_REHEARSAL=1, see labkit/README.md "Rehearsals"), at capped sizes; every run record must say
-# rehearsal: true. So far Esper's CIFAR-10 paper configs end to end and its TinyStories host (about
-# 10 min on 2 shared cores after a 3-6 min replica build); the other systems' configs are not in it yet.
+# rehearsal: true. So far Esper's CIFAR-10 paper configs end to end and its TinyStories host; the other
+# systems' configs are not in it yet. 881 s on 2 cores shared at load ~8 (replica build ~7.5 min of it).
 ESPER_REHEARSE := task.max_epochs=2 data.max_train_batches=2 data.max_val_batches=2
 rehearse: $(STAMP)
 	$(PY) -m labkit.zoo build-replicas
