@@ -23,9 +23,8 @@ from avalanche_llm.errors import DeterminismError
 from avalanche_llm.io.artifacts import RunArtifacts
 from avalanche_llm.io.hashing import sha256_array, sha256_json
 from labkit.errors import ConfigError, MissingInputError
-from labkit.zoo import load_dataset
+from labkit.zoo import load_dataset, stream_dataset
 from labkit.zoo.catalog import is_zoo_name
-from labkit.zoo.hub import hub_unreachable_reason
 
 STREAMED_FILES = (".json", ".jsonl")
 # name -> (dataset role, config key of n, slices whose windows it must not reuse)
@@ -76,22 +75,11 @@ def dataset_split(ds_id: str, config: str | None, split: str, hint: str) -> Any:
 
 
 def streamed_split(ds_id: str, config: str | None, split: str, hint: str) -> Any:
-    """`datasets.IterableDataset` of a hub id (+ config) or a local JSON-lines file, read in order."""
-    import datasets
-
-    if Path(ds_id).suffix in STREAMED_FILES:
-        if not Path(ds_id).is_file():
-            raise MissingInputError(f"no such file: {ds_id}")
-        return datasets.load_dataset("json", data_files={split: ds_id}, split=split, streaming=True)
-    reason = hub_unreachable_reason()
-    if reason is not None:
-        raise MissingInputError(
-            f"hub data set {ds_id!r} needs the hub, unreachable ({reason}); {hint}"
-        )
-    try:
-        return datasets.load_dataset(ds_id, config, split=split, streaming=True)
-    except ValueError as exc:  # an unknown split or config
-        raise ConfigError(f"data set {ds_id} ({config}): {exc}") from None
+    """`datasets.IterableDataset` of a hub id (+ config; its replica when rehearsing) or a local
+    JSON-lines file, read in order."""
+    if Path(ds_id).suffix in STREAMED_FILES and not Path(ds_id).is_file():
+        raise MissingInputError(f"no such file: {ds_id}")
+    return stream_dataset(ds_id, config=config, split=split, local_hint=hint)
 
 
 def token_windows(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from labkit.errors import EXIT_FAILURE, EXIT_OK, LabkitError, Paused
+from labkit.rehearsal import ENV, enable_rehearsal, rehearsal_active
 
 EXIT_INTERRUPTED = 130
 
@@ -35,9 +36,21 @@ def run_cli(
     """Parse `argv`, call `main(args)` and exit; `--debug` shows tracebacks instead of one line."""
     if not any(a.dest == "debug" for a in parser._actions):
         parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    if not any(a.dest == "rehearse" for a in parser._actions):
+        parser.add_argument(
+            "--rehearse",
+            action="store_true",
+            help=f"rehearse on tiny offline replicas of every hub model and data set (= {ENV}=1)",
+        )
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
+        if args.rehearse:
+            enable_rehearsal()
+        if rehearsal_active():
+            from labkit.zoo.replicas import announce
+
+            announce()
         code = main(args)
     except Paused as exc:
         print(f"{prog}: paused: {exc}", file=sys.stderr)

@@ -19,6 +19,8 @@ from typing import Any
 from labkit.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
 from labkit.config import canonical_yaml, config_hash, parse_yaml
 from labkit.errors import LabkitError, MissingInputError, Paused, RunExistsError
+from labkit.rehearsal import ENV as REHEARSAL_ENV
+from labkit.rehearsal import rehearsal_active
 
 RECORD = "run_record.json"
 CONFIG = "config_resolved.yaml"
@@ -134,6 +136,7 @@ class RunDir:
         """
         path = Path(path)
         digest = config_hash(config)
+        rehearsal = rehearsal_active()
         if (path / RECORD).is_file():
             run = cls(path, phase)
             record = run.record
@@ -141,6 +144,13 @@ class RunDir:
                 raise RunExistsError(
                     f"{path} was made with config hash {str(record.get('config_hash'))[:12]}, "
                     f"this config hashes to {digest[:12]}; use a new --run_dir"
+                )
+            # A rehearsal's phases ran on replicas: real phases must never build on them, nor the reverse.
+            if record.get("rehearsal", False) != rehearsal:
+                made = "in a rehearsal" if record.get("rehearsal") else "without rehearsal"
+                raise RunExistsError(
+                    f"{path} was made {made} and {REHEARSAL_ENV} is now "
+                    f"{'on' if rehearsal else 'off'}; use a new --run_dir"
                 )
             state = record.get("phases", {}).get(phase)
             if state is not None and not force:
@@ -184,6 +194,8 @@ class RunDir:
             "device": device,
             "seeds": dict(seeds or {}),
             "determinism": dict(determinism or {}),
+            # True when hub ids resolved to replicas (LABKIT_REHEARSAL): not a result.
+            "rehearsal": rehearsal,
             "phases": {},
             "artifact_index": [],
             **dict(extra or {}),

@@ -26,6 +26,7 @@ from labkit.atomic import (
     remove_stale_temps,
 )
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
+from labkit.rehearsal import rehearsal_active
 from labkit.rundir import environment, git_state, sha256_file, utc_now
 
 RECORD = canon.output("RUN_RECORD_JSON")
@@ -120,6 +121,11 @@ class StageRun(RunArtifacts):
                 )
             if old["hashes"]["config_sha256"] != config.sha256:
                 raise RunExistsError(f"{path} was made from a different config; not resuming")
+            if old.get("rehearsal", False) != rehearsal_active():
+                raise RunExistsError(
+                    f"{path} was made {'in' if old.get('rehearsal') else 'without'} a rehearsal "
+                    f"(LABKIT_REHEARSAL); not resuming it the other way"
+                )
             created = old["created_utc"]
             remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done
         elif path.exists():
@@ -140,6 +146,8 @@ class StageRun(RunArtifacts):
             "updated_utc": created,
             "ended_utc": None,
             "command": list(sys.argv),
+            # True when hub ids resolved to labkit.zoo replicas (LABKIT_REHEARSAL): not a result.
+            "rehearsal": rehearsal_active(),
             "model": {
                 "role": cfg["runtime"]["model_role"],
                 "hf_id": cfg["models"][cfg["runtime"]["model_role"]]["hf_id"],

@@ -115,3 +115,28 @@ def test_dataset_b_streams_a_c4_shaped_jsonl_without_preparing_it(tmp_path, toke
     first = tokenizer(docs[0]["text"], add_special_tokens=False)["input_ids"]
     pool = token_windows(rows, "text", tokenizer, 4, 64)
     assert pool.ravel()[:32].tolist() == first[:32]
+
+
+def test_paper_dataset_b_streams_a_slice_of_the_c4_replica(
+    isolated_zoo_home, tokenizer, monkeypatch
+):
+    # The paper's B: allenai/c4 `en`, validation. Rehearsing, the hub id resolves to the C4 replica
+    # (json.gz shards); the slice must stream from the first shard and never read the whole config:
+    # every later shard is broken here, and a whole-config load of it fails (the control).
+    import datasets
+
+    from labkit.zoo import load_dataset, resolve_dataset
+
+    monkeypatch.setenv("LABKIT_REHEARSAL", "1")
+    paper = resolve_config(canon.ROOT / "configs" / "pipeline.yaml").data["datasets"]["B"]
+    assert (paper["id"], paper["config"], paper["split"]) == ("allenai/c4", "en", "validation")
+    shards = sorted((resolve_dataset("allenai/c4") / "en").glob("c4-validation.*.json.gz"))
+    for late in shards[1:]:
+        late.write_bytes(b"not gzip")
+    dataset_split.cache_clear()
+    rows = dataset_split(paper["id"], paper["config"], paper["split"], "hint")
+    assert isinstance(rows, datasets.IterableDataset)
+    windows = token_windows(rows, paper["text_field"], tokenizer, 8, 64)
+    assert windows.shape == (8, 64)
+    with pytest.raises(Exception):  # noqa: B017 - reading the whole config hits a broken shard
+        load_dataset(paper["id"], config=paper["config"])

@@ -2,7 +2,7 @@
 
 from labkit.zoo.catalog import known_names
 from labkit.zoo.fingerprint import weights_digest
-from labkit.zoo.resolve import load_dataset, resolve_dataset, resolve_model
+from labkit.zoo.resolve import load_dataset, resolve_dataset, resolve_model, stream_dataset
 from labkit.zoo.store import zoo_home
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "load_dataset",
     "resolve_dataset",
     "resolve_model",
+    "stream_dataset",
     "weights_digest",
     "zoo_home",
 ]

@@ -1,4 +1,4 @@
-"""Command line: `python -m labkit.zoo list | info NAME | build NAME [--size S] [--seed N] [--force]`."""
+"""Command line: `python -m labkit.zoo list | info NAME | build NAME | build-replicas` (see --help)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from rich.table import Table
 
 from labkit.atomic import dumps_json
 from labkit.cli import run_cli
+from labkit.rehearsal import check_rehearsed
 from labkit.zoo.build import build_local
-from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name
+from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name, replicas
 from labkit.zoo.store import cache_key, is_built, item_dir, read_card
 
 
@@ -59,11 +60,32 @@ def _info(console: Console, item: ZooItem, size: str, seed: int) -> None:
         )
 
 
+def _build_replicas(console: Console, size: str, seed: int | None, force: bool) -> None:
+    """Build every replica (models at `size`, data sets at their one size), one line each."""
+    for item in replicas():
+        chosen = size if size in item.sizes else "default"
+        item_seed = item.default_seed if seed is None else seed
+        path = build_local(item, chosen, item_seed, {}, force=force)
+        card = read_card(path)
+        console.print(
+            f"{item.zoo_name}@{chosen} (seed {item_seed}) replicates {', '.join(item.replica_of)}: "
+            f"{path} (built in {card['build_seconds']:.1f} s)",
+            soft_wrap=True,
+        )
+
+
 def main(args: argparse.Namespace) -> None:
     """Run one zoo subcommand."""
     console = Console()
     if args.command == "list":
         _list(console)
+        return
+    if args.command == "build-replicas":
+        _build_replicas(console, args.size, args.seed, args.force)
+        return
+    if args.command == "check-rehearsal":
+        records = check_rehearsed(args.root)
+        console.print(f"{len(records)} run records under {args.root}, each says rehearsal: true")
         return
     item, size, seed = _item(args)
     if args.command == "info":
@@ -93,6 +115,23 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--force", action="store_true", help="rebuild, replacing the old at the end"
             )
+    sub = commands.add_parser(
+        "build-replicas",
+        help="build the replica of every hub model and data set the paper configs name (rehearsals)",
+    )
+    sub.add_argument(
+        "--size",
+        choices=("default", "test"),
+        default="default",
+        help="models' training length: default (what rehearsals load) or test (same shape, 4 steps)",
+    )
+    sub.add_argument("--seed", type=int, help="seed (default: each item's default seed)")
+    sub.add_argument("--force", action="store_true", help="rebuild, replacing the old at the end")
+    sub = commands.add_parser(
+        "check-rehearsal",
+        help="every run record under ROOT says rehearsal: true (exit 1 if one does not)",
+    )
+    sub.add_argument("root", help="a folder of rehearsal runs")
     return top
 
 

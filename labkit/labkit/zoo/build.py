@@ -50,14 +50,15 @@ def check_options(item: ZooItem, options: Mapping[str, Any]) -> None:
         raise ConfigError(f"{item.zoo_name} takes no option {unknown}; its options: {allowed}")
 
 
-def _save_quietly(data: Any, out: Path) -> None:
+@contextmanager
+def _datasets_quiet() -> Iterator[None]:
     # datasets' own tqdm bars would interleave with the rich bar above.
     import datasets
 
     was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        data.save_to_disk(str(out))
+        yield
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
@@ -72,8 +73,11 @@ def _run_builder(
         if item.kind == "model":
             card = builder(*lead, size, seed, out, report)
             return {**card, "weights_sha256": file_digests(out)}
-        data = builder(*lead, size, seed, **options)
-        _save_quietly(data, out)
+        with _datasets_quiet():
+            if item.writes_files:
+                return builder(*lead, size, seed, out, report)
+            data = builder(*lead, size, seed, **options)
+            data.save_to_disk(str(out))
         return {"splits": {split: data[split].num_rows for split in data}}
 
 

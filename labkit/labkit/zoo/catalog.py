@@ -28,6 +28,11 @@ class ZooItem:
     # Part of every cache key: bump it whenever the generator's output changes.
     version: str = "1"
     options: tuple[str, ...] = ()
+    # Hub ids this item replicates (the first is the canonical one); rehearsals resolve them to it.
+    replica_of: tuple[str, ...] = ()
+    # The builder writes files into the build directory (as model builders do) instead of returning
+    # a DatasetDict to save: replica data sets are laid out as their hub repositories are.
+    writes_files: bool = False
 
     @property
     def zoo_name(self) -> str:
@@ -97,13 +102,111 @@ _ITEMS = (
     ),
 )
 
+
+def _replica(
+    kind: Literal["model", "dataset"], name: str, hub_ids: tuple[str, ...], what: str
+) -> ZooItem:
+    model = kind == "model"
+    return ZooItem(
+        name=name,
+        kind=kind,
+        stands_in_for=hub_ids[0],
+        description=f"REPLICA (rehearsal only): {what}",
+        builder=f"labkit.zoo.replica_{'models' if model else 'data'}:build_replica_{kind}",
+        sizes=("default", "test") if model else ("default",),
+        replica_of=hub_ids,
+        writes_files=not model,
+    )
+
+
+_GPT2 = "GPT2LMHeadModel, width 64, {} layers, 1024 positions, byte-level BPE GPT2Tokenizer"
+_QWEN = "Qwen2ForCausalLM (GQA 4/2 heads, gated MLP, RoPE), width 64, {} layers, {} positions, bf16"
+_REPLICAS = (
+    _replica("model", "replica-gpt2", ("gpt2", "openai-community/gpt2"), _GPT2.format(12)),
+    _replica(
+        "model",
+        "replica-gpt2-medium",
+        ("gpt2-medium", "openai-community/gpt2-medium"),
+        _GPT2.format(24),
+    ),
+    _replica(
+        "model",
+        "replica-gpt2-large",
+        ("gpt2-large", "openai-community/gpt2-large"),
+        _GPT2.format(36),
+    ),
+    _replica(
+        "model", "replica-qwen2.5-0.5b", ("Qwen/Qwen2.5-0.5B",), _QWEN.format(24, "32k") + ", tied"
+    ),
+    _replica("model", "replica-qwen2.5-7b", ("Qwen/Qwen2.5-7B",), _QWEN.format(28, "128k")),
+    _replica(
+        "model",
+        "replica-qwen2.5-7b-instruct",
+        ("Qwen/Qwen2.5-7B-Instruct",),
+        _QWEN.format(28, "32k") + ", ChatML template, EOS <|im_end|>",
+    ),
+    _replica(
+        "dataset",
+        "replica-wikitext",
+        ("Salesforce/wikitext", "wikitext"),
+        "wikitext-{2,103}-{raw-v1,v1} rows: blank lines, ` = Heading = `, `<unk>` in non-raw",
+    ),
+    _replica(
+        "dataset",
+        "replica-glue",
+        ("nyu-mll/glue", "glue"),
+        "config sst2: `sentence`, `label` (-1 on test), `idx`",
+    ),
+    _replica(
+        "dataset",
+        "replica-ai2_arc",
+        ("allenai/ai2_arc", "ai2_arc"),
+        "ARC-Challenge/ARC-Easy: `choices{text,label}` (some 1-4, some 3 choices), `answerKey`",
+    ),
+    _replica(
+        "dataset",
+        "replica-c4",
+        ("allenai/c4", "c4"),
+        "config en: `text`, `timestamp`, `url` in json.gz shards",
+    ),
+    _replica(
+        "dataset",
+        "replica-tinystories",
+        ("roneneldan/TinyStories",),
+        "`text`, splits train/validation",
+    ),
+    _replica(
+        "dataset",
+        "replica-cifar10",
+        ("uoft-cs/cifar10", "cifar10"),
+        "config plain_text: `img` 32x32 PNG, `label` with CIFAR-10's class names (shapes10 images)",
+    ),
+)
+
 # Tests register fake items here (monkeypatch.setitem); everything else reads it through get_item.
-CATALOG: dict[str, ZooItem] = {item.name: item for item in _ITEMS}
+CATALOG: dict[str, ZooItem] = {item.name: item for item in (*_ITEMS, *_REPLICAS)}
 
 
 def known_names(kind: str | None = None) -> list[str]:
-    """All `local:` names, optionally only models or only datasets."""
-    return [item.zoo_name for item in CATALOG.values() if kind in (None, item.kind)]
+    """All `local:` names of the zoo proper (no replicas), optionally only models or only datasets."""
+    return [
+        item.zoo_name
+        for item in CATALOG.values()
+        if kind in (None, item.kind) and not item.replica_of
+    ]
+
+
+def replica_for(hub_id: str, kind: str) -> ZooItem | None:
+    """The replica item of hub id `hub_id` (a model or a dataset), or None if there is none."""
+    for item in CATALOG.values():
+        if item.kind == kind and hub_id in item.replica_of:
+            return item
+    return None
+
+
+def replicas(kind: str | None = None) -> list[ZooItem]:
+    """Every replica item, optionally only models or only datasets."""
+    return [item for item in CATALOG.values() if item.replica_of and kind in (None, item.kind)]
 
 
 def as_zoo_name(name: str) -> str:

@@ -23,7 +23,17 @@ from labkit.determinism import derive_seed
 from labkit.errors import ConfigError
 from labkit.zoo import quality
 from labkit.zoo.tokenizer import build_tokenizer
-from labkit.zoo.training import Mixture, Schedule, Stage, encode_doc, fact_source, pool, train
+from labkit.zoo.training import (
+    TORCH_THREADS,
+    Mixture,
+    Schedule,
+    Stage,
+    build_threads,
+    encode_doc,
+    fact_source,
+    pool,
+    train,
+)
 from labkit.zoo.world import (
     build_dataset,
     format_mcq,
@@ -34,9 +44,6 @@ from labkit.zoo.world import (
 
 MODELS = ("tiny-gpt2", "tiny-llama")
 N_POSITIONS = 256
-# Fixed so the float reduction order, hence the weights' bytes, is the same on every machine. One
-# thread: these tiny matmuls gain little from a second one and slow ~10x when other work shares the cores.
-TORCH_THREADS = 1
 # The zoo's default data seed: a model learns exactly the train splits that systems read as local:*.
 DATA_SEED = 0
 ANSWER_WEIGHT = 20.0
@@ -122,14 +129,16 @@ def model_config(name: str, size: str, tok: PreTrainedTokenizerFast) -> Pretrain
     )
 
 
-def _data(size: str) -> dict[str, Any]:
+def training_data(size: str) -> dict[str, Any]:
+    """The world data sets a zoo model of `size` trains on, at the zoo's data seed."""
     return {
         name: build_dataset(name, size, DATA_SEED)
         for name in ("stories", "sentiment", "mcq", "needle")
     }
 
 
-def _training_texts(data: dict[str, Any]) -> list[str]:
+def training_texts(data: dict[str, Any]) -> list[str]:
+    """Every training row of `data` as text, in the formats the models are scored in."""
     return [
         *data["stories"]["train"]["text"],
         *("".join(format_sentiment(r)) for r in data["sentiment"]["train"]),
@@ -138,7 +147,8 @@ def _training_texts(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def _mixture(tok: PreTrainedTokenizerFast, data: dict[str, Any], seed: int) -> Mixture:
+def mixture(tok: PreTrainedTokenizerFast, data: dict[str, Any], seed: int) -> Mixture:
+    """The curriculum sources of the zoo models (stories, task formats, fresh facts) for `tok`."""
     filler = quality.token_stream(tok, data["stories"]["train"]["text"])
     formats = {
         "sentiment": ("sentiment", format_sentiment),
@@ -177,33 +187,26 @@ def build_model(
     if size not in SCHEDULES:
         raise ConfigError(f"unknown size {size!r} for local:{name}; known: {', '.join(SCHEDULES)}")
     schedule = SCHEDULES[size]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(TORCH_THREADS)
-    try:
-        with torch.random.fork_rng():
-            progress(0, schedule.steps, "generating data")
-            data = _data(size)
-            tok = build_tokenizer(_training_texts(data), N_POSITIONS)
-            mixture = _mixture(tok, data, derive_seed("zoo-model", name, size, seed))
-            torch.manual_seed(seed)
-            config = model_config(name, size, tok)
-            model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
-            started = time.perf_counter()
-            losses = train(model, mixture, schedule, progress)
-            train_seconds = time.perf_counter() - started
-            out_dir = Path(out_dir)
-            model.save_pretrained(out_dir)
-            tok.save_pretrained(out_dir)
-            progress(schedule.steps, schedule.steps, "evaluating (eager attention)")
-            started = time.perf_counter()
-            # Evaluated as saved, through the public loaders, with the attention analysis code uses.
-            saved = AutoModelForCausalLM.from_pretrained(
-                out_dir, attn_implementation="eager"
-            ).eval()
-            q = quality.card(saved, AutoTokenizer.from_pretrained(out_dir), data, N_POSITIONS)
-            eval_seconds = time.perf_counter() - started
-    finally:
-        torch.set_num_threads(threads)
+    with build_threads():
+        progress(0, schedule.steps, "generating data")
+        data = training_data(size)
+        tok = build_tokenizer(training_texts(data), N_POSITIONS)
+        mix = mixture(tok, data, derive_seed("zoo-model", name, size, seed))
+        torch.manual_seed(seed)
+        config = model_config(name, size, tok)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+        started = time.perf_counter()
+        losses = train(model, mix, schedule, progress)
+        train_seconds = time.perf_counter() - started
+        out_dir = Path(out_dir)
+        model.save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
+        progress(schedule.steps, schedule.steps, "evaluating (eager attention)")
+        started = time.perf_counter()
+        # Evaluated as saved, through the public loaders, with the attention analysis code uses.
+        saved = AutoModelForCausalLM.from_pretrained(out_dir, attn_implementation="eager").eval()
+        q = quality.card(saved, AutoTokenizer.from_pretrained(out_dir), data, N_POSITIONS)
+        eval_seconds = time.perf_counter() - started
     print(_summary(name, size, q), file=sys.stderr)
     return {
         "architecture": {
@@ -220,7 +223,7 @@ def build_model(
             "data_seed": DATA_SEED,
             "attn_implementation": "sdpa",
             "torch_threads": TORCH_THREADS,
-            "tokens": mixture.tokens,
+            "tokens": mix.tokens,
             "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
             "seconds": round(train_seconds, 1),
         },

@@ -9,11 +9,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from labkit.rehearsal import ENV as REHEARSAL_ENV
 from labkit.zoo.catalog import as_zoo_name
 from labkit.zoo.resolve import load_dataset, resolve_model
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_rehearsal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with rehearsal off whatever the shell says (tests of it turn it on), and a
+    test that turns it on (`--rehearse` sets the variable) leaves it off for the next."""
+    monkeypatch.setenv(REHEARSAL_ENV, "0")
 
 
 @pytest.fixture(scope="session")

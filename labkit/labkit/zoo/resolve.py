@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labkit.errors import ConfigError, MissingInputError
+from labkit.rehearsal import rehearsal_active
 from labkit.zoo.build import build_local
 from labkit.zoo.catalog import ZooItem, is_zoo_name, known_names, parse_name
-from labkit.zoo.hub import dataset_builder, fetch_model
+from labkit.zoo.hub import dataset_builder, fetch_model, hub_unreachable_reason
+from labkit.zoo.replicas import replica_path
 
 if TYPE_CHECKING:
-    from datasets import DatasetDict
+    from datasets import DatasetDict, IterableDataset
 
 # `datasets` packaged loaders for single local files, by suffix.
 FILE_LOADERS = {
@@ -22,6 +24,7 @@ FILE_LOADERS = {
     ".txt": "text",
     ".arrow": "arrow",
 }
+REPLICA_CACHE = ".datasets_cache"
 
 
 def _zoo_hint(kind: str) -> str:
@@ -63,6 +66,8 @@ def resolve_model(
     _refuse_zoo_arguments(name, size=size, seed=seed)
     path = _local_path(name)
     if path is None:
+        if rehearsal_active():
+            return replica_path(name, "model")
         return fetch_model(name, local_hint or _zoo_hint("model"))
     if not (path / "config.json").is_file():
         raise MissingInputError(f"{name} is not a saved Hugging Face model (no config.json in it)")
@@ -80,14 +85,16 @@ def resolve_dataset(
 ) -> Path:
     """On-disk path of a data set: a built zoo item, a local file/directory, or a prepared hub data set."""
     if is_zoo_name(name):
-        if config is not None:
-            raise ConfigError(f"config={config!r} applies to hub ids, not to zoo name {name!r}")
         item, size = _zoo_item(name, size, "dataset")
+        if config is not None and not item.writes_files:
+            raise ConfigError(f"config={config!r} applies to hub ids, not to zoo name {name!r}")
         return build_local(item, size, item.default_seed if seed is None else seed, options)
     _refuse_zoo_arguments(name, size=size, seed=seed, options=options)
     path = _local_path(name)
     if path is not None:
         return path
+    if rehearsal_active():
+        return replica_path(name, "dataset")
     return Path(dataset_builder(name, config, local_hint or _zoo_hint("dataset")).cache_dir)
 
 
@@ -112,6 +119,17 @@ def _load_local(path: Path, config: str | None) -> DatasetDict:
     return datasets.load_dataset(loader, data_files=str(path))
 
 
+def _load_replica(path: Path, config: str | None) -> DatasetDict:
+    """A replica data set's config, prepared into a cache inside its build directory.
+
+    datasets' shared cache keys local files by path, so after a rebuild (`--force`) it served the
+    old build's rows; a cache that lives and dies with the build cannot.
+    """
+    import datasets
+
+    return datasets.load_dataset(str(path), config, cache_dir=str(path / REPLICA_CACHE))
+
+
 def load_dataset(
     name: str,
     *,
@@ -126,9 +144,55 @@ def load_dataset(
 
     if is_zoo_name(name):
         path = resolve_dataset(name, size=size, seed=seed, config=config, **options)
+        if _zoo_item(name, size, "dataset")[0].writes_files:
+            return _load_replica(path, config)
         return datasets.load_from_disk(str(path))
     _refuse_zoo_arguments(name, size=size, seed=seed, options=options)
     path = _local_path(name)
     if path is not None:
         return _load_local(path, config)
+    if rehearsal_active():
+        return _load_replica(replica_path(name, "dataset"), config)
     return dataset_builder(name, config, local_hint or _zoo_hint("dataset")).as_dataset()
+
+
+def stream_dataset(
+    name: str, *, split: str, config: str | None = None, local_hint: str | None = None
+) -> IterableDataset:
+    """One split as a `datasets.IterableDataset` that reads only the rows it is asked for.
+
+    For a hub id (its replica when rehearsing), a replica zoo name, a raw data directory or one data
+    file; nothing downloads or prepares a whole config, so a slice of C4 costs only that slice.
+    """
+    import datasets
+
+    if is_zoo_name(name):
+        item, _ = _zoo_item(name, None, "dataset")
+        if not item.writes_files:
+            raise ConfigError(
+                f"{name} is saved whole, not as data files; load it with load_dataset"
+            )
+        path: Path | None = resolve_dataset(name, config=config)
+    else:
+        path = _local_path(name)
+        if path is None and rehearsal_active():
+            path = replica_path(name, "dataset")
+    try:
+        if path is not None and path.is_file():
+            loader = FILE_LOADERS.get(path.suffix)
+            if loader is None:
+                raise ConfigError(f"cannot stream {path}: unknown data file type")
+            return datasets.load_dataset(
+                loader, data_files={split: str(path)}, split=split, streaming=True
+            )
+        if path is not None:
+            return datasets.load_dataset(str(path), config, split=split, streaming=True)
+        reason = hub_unreachable_reason()
+        if reason is not None:
+            hint = local_hint or _zoo_hint("dataset")
+            raise MissingInputError(
+                f"hub data set {name!r} needs the hub, unreachable ({reason}); {hint}"
+            )
+        return datasets.load_dataset(name, config, split=split, streaming=True)
+    except ValueError as exc:  # an unknown split or config
+        raise ConfigError(f"data set {name} ({config}): {exc}") from None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,22 @@ from transformers import PreTrainedModel, PreTrainedTokenizerFast, get_cosine_sc
 
 from labkit.zoo.world_lexicon import NEEDLE_KEYS, NEEDLE_VALUES
 from labkit.zoo.world_needle import NEEDLE_LINE, NEEDLE_QUERY
+
+# Fixed so the float reduction order, hence the weights' bytes, is the same on every machine. One
+# thread: these tiny matmuls gain little from a second one and slow ~10x when other work shares the cores.
+TORCH_THREADS = 1
+
+
+@contextmanager
+def build_threads() -> Iterator[None]:
+    """Run a model build on `TORCH_THREADS` threads with its own torch RNG; restore both after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TORCH_THREADS)
+    try:
+        with torch.random.fork_rng():
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
