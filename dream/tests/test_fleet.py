@@ -124,7 +124,9 @@ def test_sigkilled_workers_trial_is_failed_and_retried(pg_url, study_name, tmp_p
             for t in _trials(pg_url, study_name)
             if t.state == TrialState.RUNNING
         }
-        if 0 in running and 1 in running:  # both mid-trial: kill A, B must carry on untouched
+        # Both mid-trial, A's params already suggested (else the snapshot holds none): kill A;
+        # B must carry on untouched.
+        if 0 in running and 1 in running and running[0].params:
             os.killpg(a.pid, signal.SIGKILL)
             a.wait()
             killed = running[0]
