@@ -1,6 +1,6 @@
 """Tamiyo training throughput: rollouts on N worker processes vs the lockstep single process.
 
-    python bench/bench_rollout.py                                  # 2 workers, 16 episodes, 2 repeats
+    python bench/bench_rollout.py                                  # 2 workers, 24 episodes, 2 repeats
     python bench/bench_rollout.py --workers 2 --episodes 24 --repeats 3 --out rollout.json
 
 Each measurement is a whole `python -m esper train-tamiyo` run (start-up, data, worker start,
@@ -11,7 +11,7 @@ episodes per hour of each, the ratio lockstep wall / parallel wall per repeat an
 issue's goal is >= 1.7x with 2 workers on 2 cores), the load average around each run (other jobs
 on a shared machine take cores from the workers, so only an idle machine gives the real figure),
 and whether both runs wrote the same bytes (they must: the worker count changes no log).
-~2.5 min on 2 idle cores at the defaults.
+~2.5 min on 2 idle cores at the defaults (each run pays ~2 s of worker start-up).
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="a ppo_*.yaml config")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the parallel run")
-    p.add_argument("--episodes", type=int, default=16, help="training episodes per run")
+    p.add_argument("--episodes", type=int, default=24, help="training episodes per run")
     p.add_argument("--repeats", type=int, default=2, help="pairs of runs")
     p.add_argument("--out", help="write the result as JSON here")
     p.add_argument("overrides", nargs="*", help="dot-key overrides for both runs")

@@ -78,3 +78,15 @@ def test_rollout_bench_times_both_runs_and_checks_their_bytes():
     assert pair["lockstep"]["workers"] == 1 and pair["parallel"]["workers"] == 2
     assert pair["ratio"] == round(pair["lockstep"]["wall_s"] / pair["parallel"]["wall_s"], 3)
     assert result["all_same_bytes"] and result["median_ratio"] == pair["ratio"]
+
+
+def test_readme_regenerator_replaces_only_the_marked_block():
+    readme = _load("readme_results")
+    text = f"intro\n{readme.BEGIN}\nold table\n{readme.END}\noutro\n"
+    new = readme.replace_block(text, "new table\n")
+    assert new == f"intro\n{readme.BEGIN}\nnew table\n{readme.END}\noutro\n"
+    with pytest.raises(ConfigError, match="exactly one"):
+        readme.replace_block("no markers here", "x")
+    assert readme.parse_run("Default reward=runs/e") == ("Default reward", Path("runs/e"))
+    with pytest.raises(ConfigError, match="LABEL=RUN_DIR"):
+        readme.parse_run("runs/e")
