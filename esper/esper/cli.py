@@ -107,6 +107,8 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
     """Train Tamiyo by masked PPO; policy.pt, logs, summary and figures in the run dir."""
     if args.pause_at is not None and args.pause_at < 1:
         raise ConfigError("--pause_at must be at least 1")
+    if args.workers is not None:
+        args.overrides = [*args.overrides, f"ppo.workers={args.workers}"]
     cfg = load_esper_config(args.config, args.overrides)
     if "ppo" not in cfg:
         raise ConfigError(f"{args.config} has no ppo block; use a ppo_*.yaml config")
@@ -169,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_resume_flag(c)
         if name == "train-tamiyo":
             c.add_argument("--pause_at", type=int, help="request a pause after update K (exit 75)")
+            c.add_argument(
+                "--workers",
+                type=int,
+                help="shorthand for ppo.workers=N: rollout worker processes (same logs for any N)",
+            )
         c.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. ppo.episodes=8")
         c.set_defaults(func=func)
     add_evaluate_parser(sub)

@@ -99,6 +99,8 @@ PPO = _obj(
         "head_hidden": _INT1,
         "obs_ema": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "baseline_episodes": {"type": "integer", "minimum": 0},
+        # Rollout worker processes (1 = in this process); the logs do not depend on it.
+        "workers": _INT1,
     }
 )
 IMAGE_DATA = _obj(

@@ -14,7 +14,7 @@ from esper.leyline import Gating
 from esper.utils.data import load_task_data
 from labkit.errors import ConfigError
 
-from .conftest import CNN_CONFIG, CNN_TEST
+from .conftest import CNN_CONFIG, CNN_TEST, CONFIGS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -68,3 +68,25 @@ def test_seed_evidence_counts_kept_seeds_and_their_quality(tmp_path):
     assert row["kept_counterfactual_mean"] == 0.03  # the last TRAINING value before keeping
     assert row["kept_contribution_mean"] == 0.05
     assert row["action_shares"] == {"GERMINATE_NORM": 0.25, "WAIT": 0.75}
+
+
+def test_rollout_bench_times_both_runs_and_checks_their_bytes():
+    bench = _load("bench_rollout")
+    tiny = [*CNN_TEST, "task.max_epochs=3", "ppo.num_envs=2", "ppo.minibatch_size=4"]
+    result = bench.measure(CONFIGS / "ppo_cifar10_local.yaml", 2, 2, 1, tiny)
+    (pair,) = result["pairs"]
+    assert pair["lockstep"]["workers"] == 1 and pair["parallel"]["workers"] == 2
+    assert pair["ratio"] == round(pair["lockstep"]["wall_s"] / pair["parallel"]["wall_s"], 3)
+    assert result["all_same_bytes"] and result["median_ratio"] == pair["ratio"]
+
+
+def test_readme_regenerator_replaces_only_the_marked_block():
+    readme = _load("readme_results")
+    text = f"intro\n{readme.BEGIN}\nold table\n{readme.END}\noutro\n"
+    new = readme.replace_block(text, "new table\n")
+    assert new == f"intro\n{readme.BEGIN}\nnew table\n{readme.END}\noutro\n"
+    with pytest.raises(ConfigError, match="exactly one"):
+        readme.replace_block("no markers here", "x")
+    assert readme.parse_run("Default reward=runs/e") == ("Default reward", Path("runs/e"))
+    with pytest.raises(ConfigError, match="LABEL=RUN_DIR"):
+        readme.parse_run("runs/e")

@@ -13,9 +13,8 @@ import torch
 from esper.cli import main
 from esper.config import load_esper_config
 from esper.simic import env as env_module
-from esper.simic.rollout import run_episodes
 from esper.simic.train import LOGS, TamiyoTrainer
-from esper.tamiyo import RandomPolicy
+from esper.simic.workers import EpisodeJob, GreedyActor, RandomActor
 from esper.tamiyo.ppo_policy import PPOPolicy, policy_payload
 from esper.tolaria import Episode, ValResult
 from labkit.jsonl import read_jsonl
@@ -97,13 +96,25 @@ def test_same_seed_same_bytes_and_pause_resume_identical(tmp_path):
     ).read_bytes()
 
 
+def test_worker_count_does_not_change_a_byte(tmp_path):
+    # 3 envs per update on 2 worker processes: the episodes split unevenly and finish out of order.
+    over = [*SMALL, "ppo.num_envs=3", "ppo.episodes=6", "ppo.baseline_episodes=3"]
+    for run, workers in (("w1", 1), ("w2", 2)):
+        argv = ["--config", PPO_CONFIG, "--run_dir", tmp_path / run, "--workers", workers]
+        assert esper("train-tamiyo", *argv, *over) == 0
+    for name in (*LOGS, "policy.pt"):
+        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
+    assert len(read_jsonl(tmp_path / "w2" / "episodes.jsonl", strict=True).records) == 6
+
+
 def test_bad_input_exit_codes(tmp_path):
     assert (
         esper("train-tamiyo", "--config", CNN_CONFIG, "--run_dir", tmp_path / "x", *CNN_TEST) == 2
     )
     assert tamiyo(tmp_path / "y", "ppo.backend=sb3") == 2
     assert tamiyo(tmp_path / "z", "ppo.lr=-1") == 2
-    assert not any((tmp_path / d).exists() for d in "xyz")
+    assert tamiyo(tmp_path / "v", "--workers", 0) == 2
+    assert not any((tmp_path / d).exists() for d in "xyzv")
     bad = ["train-host", "--config", CNN_CONFIG, "--policy", tmp_path / "none.pt", *CNN_TEST]
     assert esper(*bad, "--run_dir", tmp_path / "w") == 3
 
@@ -167,27 +178,14 @@ def test_ppo_beats_random_on_a_toy_task(tmp_path, monkeypatch):
         tr.run_update()
     policy = PPOPolicy(
         policy_payload(tr.net, tr.normaliser, topology="cnn", actions=[], task="toy")
-        | {"actions": [a.name for a in tr.envs[0].actions]}
+        | {"actions": [a.name for a in tr.env.actions]}
     )
     seeds = [10_000 + i for i in range(16)]
-    returns = {}
-    for name in ("ppo", "random"):
-        out = []
-        for start in range(0, len(seeds), len(tr.envs)):
-            chunk = seeds[start : start + len(tr.envs)]
-            rnd = [RandomPolicy() for _ in chunk]
-            for p, s in zip(rnd, chunk, strict=True):
-                p.reset(s)
-            pick = (
-                (lambda o, m: np.array([policy.act(x, k, None) for x, k in zip(o, m, strict=True)]))
-                if name == "ppo"
-                else (
-                    lambda o, m, r=rnd: np.array(
-                        [p.act(x, k, None) for p, x, k in zip(r, o, m, strict=True)]
-                    )
-                )
-            )
-            out += [e["return"] for e in run_episodes(tr.envs, chunk, pick).episodes]
-        returns[name] = np.array(out)
+    returns = {
+        name: np.array(
+            [e["return"] for e in tr.pool.play([EpisodeJob(s, actor, s) for s in seeds]).episodes]
+        )
+        for name, actor in (("ppo", GreedyActor(policy)), ("random", RandomActor()))
+    }
     ci = paired_delta_ci(returns["random"], returns["ppo"], seed=0)
     assert ci.low > 0, (returns["ppo"].mean(), returns["random"].mean(), ci)

@@ -20,6 +20,9 @@ class PPOConfig:
     backend: str = "cleanrl"
     episodes: int = 100
     num_envs: int = 4
+    workers: int = (
+        1  # rollout processes; 1 plays the episodes in this process (same bytes either way)
+    )
     lr: float = 3e-4
     gamma: float = 0.99
     gae_lambda: float = 0.95

@@ -9,7 +9,6 @@ resumes from the checkpoint and the logs end byte-identical to an uninterrupted 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,18 @@ import numpy as np
 import torch
 
 from esper.leyline import OBS_DIM
-from esper.simic.env import EsperEnv
 from esper.simic.figures import plot_training
 from esper.simic.ppo import Batch, PPOConfig, gae, ppo_update
-from esper.simic.rollout import Chooser, Rollout, run_episodes
-from esper.tamiyo import RandomPolicy
-from esper.tamiyo.network import ActorCritic, log_probs, sample
+from esper.simic.rollout import Rollout
+from esper.simic.workers import (
+    Actor,
+    EpisodeJob,
+    GreedyActor,
+    RandomActor,
+    RolloutPool,
+    SampledActor,
+)
+from esper.tamiyo.network import ActorCritic, log_probs
 from esper.tamiyo.normaliser import EmaNormaliser
 from esper.tamiyo.ppo_policy import load_ppo_policy, policy_payload
 from esper.utils.data import ImageData, TokenData
@@ -55,24 +60,28 @@ def train_seed(seed: int, update: int, env: int) -> int:
     return derive_seed(seed, "tamiyo-train", update, env)
 
 
+def sample_seed(seed: int, update: int, env: int) -> int:
+    """Seed of the action-sampling stream of env `env` in update `update` (one per episode)."""
+    return derive_seed(seed, "tamiyo-sample", update, env)
+
+
 def heldout_seed(seed: int, j: int) -> int:
     """Seed of held-out episode j, played by random before training and by the policy after."""
     return derive_seed(seed, "tamiyo-heldout", j)
 
 
 class TamiyoTrainer:
-    """The state of a train-tamiyo run between updates."""
+    """The state of a train-tamiyo run between updates; `close()` stops its rollout workers."""
 
     def __init__(self, cfg: dict[str, Any], run: RunDir, data: ImageData | TokenData):
         self.cfg = cfg
         self.run = run
         self.pc = PPOConfig.from_config(cfg["ppo"])
-        self.envs = [EsperEnv(cfg, data) for _ in range(self.pc.num_envs)]
-        self.task = self.envs[0].task
+        self.pool = RolloutPool(cfg, data, self.pc.workers)
+        self.env = self.pool.env
+        self.task = self.env.task
         torch.manual_seed(derive_seed(cfg["seed"], "tamiyo-net"))
-        self.net = ActorCritic(
-            OBS_DIM, len(self.envs[0].actions), self.pc.hidden, self.pc.head_hidden
-        )
+        self.net = ActorCritic(OBS_DIM, len(self.env.actions), self.pc.hidden, self.pc.head_hidden)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.pc.lr, eps=1e-5)
         self.normaliser = EmaNormaliser(OBS_DIM, self.pc.obs_ema)
         self.gen = generator(cfg["seed"], "tamiyo-ppo")
@@ -82,52 +91,49 @@ class TamiyoTrainer:
     def _log(self, name: str, record: dict[str, Any]) -> None:
         append_jsonl(self.run.path / name, jsonable(record))
 
+    def close(self) -> None:
+        """Stop the rollout worker processes."""
+        self.pool.close()
+
     # -- held-out random baseline ----------------------------------------------------------------
-    def heldout(
-        self, policy: str, choose_for: Callable[[list[int]], Chooser]
-    ) -> list[dict[str, Any]]:
-        """Play the held-out seeds in batches of num_envs; `choose_for(seeds)` gives the chooser."""
-        n, records = self.pc.num_envs, []
+    def heldout(self, policy: str, actor: Actor) -> list[dict[str, Any]]:
+        """Play the held-out seeds with `actor` (each episode's stream is its seed)."""
         seeds = [heldout_seed(self.cfg["seed"], j) for j in range(self.pc.baseline_episodes)]
-        for start in range(0, len(seeds), n):
-            chunk = seeds[start : start + n]
-            ro = run_episodes(self.envs[: len(chunk)], chunk, choose_for(chunk))
-            for j, ep in enumerate(ro.episodes, start):
-                record = {"policy": policy, "heldout": j, **ep}
-                self._log("heldout.jsonl", record)
-                records.append(record)
+        if not seeds:
+            return []
+        ro = self.pool.play([EpisodeJob(s, actor, s) for s in seeds])
+        records = []
+        for j, ep in enumerate(ro.episodes):
+            record = {"policy": policy, "heldout": j, **ep}
+            self._log("heldout.jsonl", record)
+            records.append(record)
         return records
 
     def random_baseline(self) -> None:
         """The random policy on the held-out seeds, before any update."""
-
-        def choose_for(seeds: list[int]) -> Chooser:
-            policies = [RandomPolicy() for _ in seeds]
-            for p, s in zip(policies, seeds, strict=True):
-                p.reset(s)
-            return lambda obs, masks: np.array(
-                [p.act(o, m, None) for p, o, m in zip(policies, obs, masks, strict=True)]
-            )
-
-        self.heldout("random", choose_for)
+        self.heldout("random", RandomActor())
         self.baseline_done = True
 
     # -- one PPO update ------------------------------------------------------------------------
     def run_update(self) -> dict[str, Any]:
-        """Collect num_envs whole episodes with the current policy, then one PPO update."""
-        seeds = [train_seed(self.cfg["seed"], self.update, i) for i in range(self.pc.num_envs)]
-        normalised: list[np.ndarray] = []
+        """Collect num_envs whole episodes with the current policy, then one PPO update.
 
-        def choose(obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        The policy and its observation normaliser are frozen for the whole rollout (so the
+        episodes can run in any process, in any order); the normaliser then folds in the
+        rollout's observations epoch by epoch, as a lockstep rollout would have.
+        """
+        seed = self.cfg["seed"]
+        actor = SampledActor.freeze(self.net, self.normaliser)
+        jobs = [
+            EpisodeJob(train_seed(seed, self.update, i), actor, sample_seed(seed, self.update, i))
+            for i in range(self.pc.num_envs)
+        ]
+        ro = self.pool.play(jobs)
+        t, n, d = ro.obs.shape
+        normalised = actor.normaliser(ro.obs.reshape(t * n, d)).reshape(t, n, d)
+        for obs in ro.obs:
             self.normaliser.update(obs)
-            x = self.normaliser(obs)
-            normalised.append(x)
-            with torch.no_grad():
-                logits, _ = self.net(torch.from_numpy(x), torch.from_numpy(masks))
-            return sample(logits, self.gen).numpy()
-
-        ro = run_episodes(self.envs, seeds, choose)
-        batch = self._batch(ro, np.stack(normalised))
+        batch = self._batch(ro, normalised)
         stats = ppo_update(
             self.net, self.optimizer, batch, self.pc, self.pc.ent_coef_at(self.update), self.gen
         )
@@ -207,7 +213,7 @@ class TamiyoTrainer:
             self.net,
             self.normaliser,
             topology=self.task.topology,
-            actions=[a.name for a in self.envs[0].actions],
+            actions=[a.name for a in self.env.actions],
             task=self.task.name,
         )
         return save_checkpoint(self.run.path / "policy.pt", payload)
@@ -226,6 +232,14 @@ def train_tamiyo(
     `pause_at=K` requests a pause after update K (as `touch control/pause.request` would).
     """
     tr = TamiyoTrainer(cfg, run, data)
+    try:
+        return _train(tr, pause_at, heartbeat_s)
+    finally:
+        tr.close()
+
+
+def _train(tr: TamiyoTrainer, pause_at: int | None, heartbeat_s: float) -> dict[str, Any]:
+    run, cfg = tr.run, tr.cfg
     latest = latest_checkpoint(run.path / "checkpoints", "update_*.pt")
     if latest is not None:
         tr.restore(latest)
@@ -253,16 +267,7 @@ def train_tamiyo(
                 raise Paused(
                     f"paused after update {tr.update}/{total} (ack {ack}); rerun to resume"
                 )
-        policy_path = tr.save_policy()
-        policy = load_ppo_policy(policy_path)
-        tr.heldout(
-            "ppo",
-            lambda seeds: (
-                lambda obs, masks: np.array(
-                    [policy.act(o, m, None) for o, m in zip(obs, masks, strict=True)]
-                )
-            ),
-        )
+        tr.heldout("ppo", GreedyActor(load_ppo_policy(tr.save_policy())))
         summary = summarise(run, cfg, time.perf_counter() - started)
         for name in (*LOGS, "policy.pt"):
             run.register_artifact(name)
