@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,12 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from dream.config import DEFAULT_CAPS, DEFAULT_REGIMES, DreamConfig, load_config
-from labkit.cli import run_cli
+from labkit.cli import bounded_int, run_cli
 from labkit.errors import ConfigError, MissingInputError
 
 if TYPE_CHECKING:
     from dream.evaluator import EvalContext
 
+_CAND_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # Each subcommand imports what it needs when it runs: optuna, scipy and matplotlib together take
 # seconds to load, which `doctor` and `approvals list` should not pay.
 COMMANDS = (
@@ -40,6 +42,15 @@ def _domains(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one domain")
     return names
+
+
+def _cand_id(text: str) -> str:
+    # A pack's file name: checked while parsing, so a bad one is refused before any measuring.
+    if not _CAND_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pack name (letters, digits, '_', '-', '.'; at most 64; not starting with '.')"
+        )
+    return text
 
 
 def _common(p: argparse.ArgumentParser, *, measuring: bool = False, many: bool = False) -> None:
@@ -72,7 +83,10 @@ def _common(p: argparse.ArgumentParser, *, measuring: bool = False, many: bool =
     )
     if measuring:
         p.add_argument(
-            "--seed", type=int, default=0, help="master seed (workloads, bootstrap, search)"
+            "--seed",
+            type=bounded_int(0, 2**32 - 1),
+            default=0,
+            help="master seed (workloads, bootstrap, search)",
         )
         p.add_argument("--actuation", choices=("shadow", "real"), default="shadow")
         p.add_argument(
@@ -103,15 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--genome", default="{}", help='JSON of genes to change from stock, e.g. {"thread_count":1}'
     )
     p.add_argument("--stage", choices=("screen", "full"), default="full")
-    p.add_argument("--cand-id", default="manual_00", help="pack name under candidates/<domain>/")
+    p.add_argument(
+        "--cand-id", type=_cand_id, default="manual_00", help="pack name under candidates/<domain>/"
+    )
 
     p = sub.add_parser("service", help="evolve genomes: generations of NSGA-II over the domains")
     _common(p, measuring=True)
     p.add_argument(
         "--domains", type=_domains, default=None, help="default: every domain this host runs"
     )
-    p.add_argument("--generations", type=int, default=5)
-    p.add_argument("--population", type=int, default=20)
+    p.add_argument("--generations", type=bounded_int(1, 10_000), default=5)
+    p.add_argument("--population", type=bounded_int(2, 10_000), default=20)
     p.add_argument("--refresh-baseline", action="store_true")
 
     p = sub.add_parser("approvals", help="list, approve or reject packs waiting for a human")
@@ -141,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and figures of a generation's packs")
     _common(p, many=True)
-    p.add_argument("--generation", type=int, default=None, help="default: the latest")
+    p.add_argument(
+        "--generation", type=bounded_int(0, 10_000), default=None, help="default: the latest"
+    )
     p.add_argument("--domains", type=_domains, default=None)
     return ap
 

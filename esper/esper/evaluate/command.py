@@ -15,7 +15,7 @@ from esper.rundirs import add_resume_flag, default_run_dir, open_run
 from labkit.config import load_config
 from labkit.errors import ConfigError
 
-_INT1 = {"type": "integer", "minimum": 1}
+_INT1 = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 EVAL_BLOCK = {
     "type": "object",
     "additionalProperties": False,
