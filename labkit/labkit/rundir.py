@@ -158,11 +158,10 @@ class RunDir:
                 raise RunExistsError(
                     f"phase {phase!r} of {path} is complete and is never overwritten; use a new run dir"
                 )
-            if state is not None and not force:
-                if not resume:
-                    raise RunExistsError(
-                        f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
-                    )
+            if state is not None and not force and not resume:
+                raise RunExistsError(
+                    f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
+                )
             run.resumed = state is not None and not force
             run._begin_phase(command, restarted=force and state is not None)
             return run

@@ -66,7 +66,7 @@ def test_force_restarts_a_failed_phase(tmp_path):
     run = RunDir.create(tmp_path / "r", CFG)
     atomic_write_text(run.file("out.txt"), "partial")
     with pytest.raises(ZeroDivisionError), run.running():
-        1 / 0
+        raise ZeroDivisionError("boom")
     redo = RunDir.create(tmp_path / "r", CFG, force=True)
     assert not redo.resumed and redo.record["phases"]["main"]["restarted"]
 
@@ -74,7 +74,7 @@ def test_force_restarts_a_failed_phase(tmp_path):
 def test_failed_run_without_outputs_is_replaced(tmp_path):
     run = RunDir.create(tmp_path / "r", CFG)
     with pytest.raises(ZeroDivisionError), run.running():
-        1 / 0
+        raise ZeroDivisionError("boom")
     fresh = RunDir.create(tmp_path / "r", {**CFG, "seed": 4})  # a corrected config takes its name
     assert fresh.record["status"] == "started" and fresh.record["phases"]["main"]["attempts"] == 1
 
@@ -83,7 +83,7 @@ def test_failed_run_with_outputs_is_kept(tmp_path):
     run = RunDir.create(tmp_path / "r", CFG)
     atomic_write_text(run.file("out.txt"), "partial")
     with pytest.raises(ZeroDivisionError), run.running():
-        1 / 0
+        raise ZeroDivisionError("boom")
     with pytest.raises(RunExistsError, match="config hash"):
         RunDir.create(tmp_path / "r", {**CFG, "seed": 4})
     assert (tmp_path / "r" / "out.txt").read_text() == "partial"
