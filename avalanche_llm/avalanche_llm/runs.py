@@ -22,6 +22,7 @@ from avalanche_llm.run_id import make_run_id
 from labkit.determinism import determinism_flags, seed_everything
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
 from labkit.heartbeat import Heartbeat
+from labkit.rundir import check_creatable
 
 if TYPE_CHECKING:
     from avalanche_llm.model.loader import LoadedModel
@@ -256,6 +257,7 @@ def execute(
     """
     started = time.monotonic()
     out_root = Path(args.out_root)
+    check_creatable(out_root)  # a file in the way or no write access: exit 2 before any work
     stage = module.STAGE
     determinism = setup_determinism(config.data)
     env = check_environment(config.data)

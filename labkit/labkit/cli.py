@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from labkit.errors import EXIT_FAILURE, EXIT_OK, LabkitError, Paused, os_error_exit
+from labkit.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, LabkitError, Paused, os_error_exit
 
 EXIT_INTERRUPTED = 130
 
@@ -43,6 +43,20 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make `parser` and its subcommands report a usage error as one line (exit 2), like every error."""
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _one_line_usage_errors(sub)
+
+
 def run_cli(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], int | None],
@@ -51,6 +65,7 @@ def run_cli(
     """Parse `argv`, call `main(args)` and exit; `--debug` shows tracebacks instead of one line."""
     if not any(a.dest == "debug" for a in parser._actions):
         parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    _one_line_usage_errors(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:

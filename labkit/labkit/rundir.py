@@ -19,7 +19,7 @@ from typing import Any
 
 from labkit.atomic import atomic_write_json, atomic_write_text
 from labkit.config import canonical_yaml, config_hash, parse_yaml
-from labkit.errors import LabkitError, MissingInputError, Paused, RunExistsError
+from labkit.errors import LabkitError, MissingInputError, OutputPathError, Paused, RunExistsError
 
 RECORD = "run_record.json"
 CONFIG = "config_resolved.yaml"
@@ -86,6 +86,23 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def check_creatable(path: str | os.PathLike) -> None:
+    """Refuse (exit 2) an output directory that cannot be created: a file in the way, no write access.
+
+    Commands call it before any heavy work, so an unusable path costs nothing.
+    """
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"cannot create {target}: {existing} is a file, not a directory")
+    if existing == target:
+        return  # an existing directory: whether it may be reused is RunDir.create's question
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot create {target}: {existing} is not writable")
+
+
 def _failed_without_outputs(path: Path) -> bool:
     """True for a failed run whose files are only the record, resolved config, env and git."""
     if not (path / RECORD).is_file():
@@ -140,6 +157,7 @@ class RunDir:
         run holding no outputs (only its bookkeeping files) is replaced.
         """
         path = Path(path)
+        check_creatable(path)
         digest = config_hash(config)
         if _failed_without_outputs(path):
             # A run refused or failed before it produced anything blocks nothing: replace it.
