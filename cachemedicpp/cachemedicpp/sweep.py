@@ -5,7 +5,8 @@ stability → plots in `<out_root>/<sweep_name>/<run>/`. A relative `eval.no_con
 sibling run of the same sweep (list it earlier). After the runs, paired contr − no_contr deltas
 over seeds get BCa CIs in `<out_root>/<sweep_name>/ablation_summary.json`.
 
-`--no-resume` restarts every phase of every run (and the sweep's ledger); a sweep-level pause
+`--no-resume` restarts every unfinished phase from scratch (and the sweep's ledger) and is refused
+(exit 4) when any run has a complete phase, which is never overwritten; a sweep-level pause
 request is relayed into the run in flight, whose phase pauses at its next unit (exit 75); an
 optional `budget` (max_runs, max_wall_hours) stops launching runs once spent (exit 1). Any failed
 run makes the sweep exit 1 after the summaries are written.
@@ -33,7 +34,7 @@ from labkit.cli import run_cli
 from labkit.config import load_yaml, validate
 from labkit.control import PauseControl
 from labkit.determinism import derive_seed
-from labkit.errors import LabkitError, Paused
+from labkit.errors import LabkitError, Paused, RunExistsError
 from labkit.executors import Executor, RunOutcome, RunTask, make_executor
 from labkit.pause_relay import relay_pause
 from labkit.stats import bootstrap_ci
@@ -286,7 +287,14 @@ def main(args: argparse.Namespace) -> int:
     plan, budget = load_plan(args.sweep_config), load_budget(args.sweep_config)
     summary_file = summary_path(args.out_root, plan.name)
     if not args.resume:
-        # Every phase restarts, so the ledger does too (else complete runs would be skipped).
+        # A complete phase is never overwritten, so a restart is refused before anything changes.
+        done = [r.name for r in plan.runs if _phases_done(Path(args.out_root) / plan.name / r.name)]
+        if done:
+            raise RunExistsError(
+                f"--no-resume: run(s) {', '.join(done)} of sweep {plan.name!r} have complete phases, "
+                "which are never overwritten; use a new --out_root or sweep_name"
+            )
+        # Every unfinished phase restarts, so the ledger does too.
         summary_file.unlink(missing_ok=True)
     used = budget_used(_read_summary(summary_file))
     executor = BudgetedExecutor(make_executor(plan.executor, plan.workers), budget, *used)
@@ -335,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="skip complete runs and resume the rest (default); --no-resume restarts every phase",
+        help="skip complete runs and resume the rest (default); --no-resume restarts unfinished "
+        "phases and refuses (exit 4) when any phase is complete",
     )
     return p
 
