@@ -81,7 +81,9 @@ def test_bad_input_exits_2(tmp_path: Path, models):
     (s02,) = tmp_path.glob("RUN_S02_*")
     record = json.loads((s02 / "run_record.json").read_text())
     assert record["stage_status"] == "failed" and "rate gate failed" in record["error"]
-    assert run("phase2_gain_grid", *args, *out) == 4
+    # The same command redoes the failed run in place (and the gate fails it again): no exit 4.
+    assert run("phase2_gain_grid", *args, *out) == 2
+    assert [p.name for p in tmp_path.glob("RUN_S02_*")] == [s02.name]
 
 
 def test_missing_inputs_exit_3(tmp_path: Path, models):
