@@ -357,3 +357,45 @@ def test_real_entry_point_refuses_non_utf8_config(name: str, tally: Counter[str]
     assert "not UTF-8" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.yaml"]
     tally["subprocess clean refusals"] += 1
+
+
+def _unbounded_integers(schema: Any, path: str = "") -> Iterator[str]:
+    """Paths of integer schemas with no maximum (an enum or const bounds them too)."""
+    if isinstance(schema, dict):
+        kinds = schema.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        bounds = {"maximum", "exclusiveMaximum", "enum", "const"}
+        if "integer" in kinds and not bounds & set(schema):
+            yield path or "(top level)"
+        for key, value in schema.items():
+            yield from _unbounded_integers(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _unbounded_integers(value, f"{path}[{i}]")
+
+
+def _config_schemas() -> dict[str, Any]:
+    import json
+
+    from esper.config import SCHEMA as ESPER
+    from esper.evaluate.command import EVAL_BLOCK
+    from labkit.selfcheck import SCHEMA as SELFCHECK
+
+    files = [
+        "cachemedicpp/schemas/config.schema.json",
+        "cachemedicpp/schemas/sweep.schema.json",
+        "avalanche_llm/spec/pipeline_config.schema.json",
+        "dream/dream/schemas/regimes.schema.json",
+        "dream/dream/schemas/caps.schema.json",
+        "labkit/labkit/schemas/sweep.schema.json",
+        "labkit/labkit/schemas/executor.schema.json",
+    ]
+    schemas = {f: json.loads((REPO / f).read_text(encoding="utf-8")) for f in files}
+    return {**schemas, "esper.config": ESPER, "esper eval": EVAL_BLOCK, "selfcheck": SELFCHECK}
+
+
+def test_every_config_integer_has_a_maximum():
+    unbounded = {
+        name: list(_unbounded_integers(schema)) for name, schema in _config_schemas().items()
+    }
+    assert not {k: v for k, v in unbounded.items() if v}, unbounded
