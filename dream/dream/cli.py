@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--domains", type=_domains, default=None, help="default: every domain this host runs"
     )
-    p.add_argument("--generations", type=bounded_int(1, 10_000), default=5)
-    p.add_argument("--population", type=bounded_int(2, 10_000), default=20)
+    # Lower bounds are ServiceOptions' (its messages say why); the upper ones keep a run finite.
+    p.add_argument("--generations", type=bounded_int(0, 10_000), default=5)
+    p.add_argument("--population", type=bounded_int(0, 10_000), default=20)
     p.add_argument("--refresh-baseline", action="store_true")
 
     p = sub.add_parser("approvals", help="list, approve or reject packs waiting for a human")
