@@ -21,7 +21,9 @@ def _common(p: argparse.ArgumentParser, with_deps: bool) -> None:
     p.add_argument("--run_id_mode", choices=MODES, default="content_hash")
     p.add_argument("--model_role", choices=enum["MODEL_ROLE"], default="INSTRUCT")
     p.add_argument(
-        "--allow_resume", action="store_true", help="continue an incomplete run of this stage"
+        "--allow_resume",
+        action="store_true",
+        help="accepted, no effect: the contract names it; re-running always continues an incomplete run",
     )
     p.add_argument(
         "--dry_run", action="store_true", help="resolve and validate only; no run directory"

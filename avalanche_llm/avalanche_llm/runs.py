@@ -22,6 +22,7 @@ from avalanche_llm.run_id import make_run_id
 from labkit.determinism import determinism_flags, seed_everything
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
 from labkit.heartbeat import Heartbeat
+from labkit.rundir import check_creatable
 
 if TYPE_CHECKING:
     from avalanche_llm.model.loader import LoadedModel
@@ -256,6 +257,7 @@ def execute(
     """
     started = time.monotonic()
     out_root = Path(args.out_root)
+    check_creatable(out_root)  # a file in the way or no write access: exit 2 before any work
     stage = module.STAGE
     determinism = setup_determinism(config.data)
     env = check_environment(config.data)
@@ -265,8 +267,15 @@ def execute(
     check_upstream_weights(deps, config.data)
     run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
     ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
-    if module.PRODUCES_RUN and (out_root / run_id).exists() and not args.allow_resume:
-        raise RunExistsError(f"run directory {out_root / run_id} exists; nothing was changed")
+    existing = out_root / run_id
+    # Re-running the same command resumes an incomplete run (as in every system); a complete one stays.
+    if module.PRODUCES_RUN and (existing / RECORD).is_file():
+        if read_record(existing)["stage_status"] == "complete":
+            raise RunExistsError(
+                f"run {existing} is complete; nothing was changed (use a new --out_root to redo it)"
+            )
+    elif module.PRODUCES_RUN and existing.exists():
+        raise RunExistsError(f"{existing} exists and is not a run directory; nothing was changed")
     if hasattr(module, "check"):
         module.check(ctx)
     if args.dry_run or not module.PRODUCES_RUN:
@@ -284,7 +293,7 @@ def execute(
         stage_tag=stage,
         dependencies=list(deps.values()),
         determinism=determinism,
-        allow_resume=args.allow_resume,
+        allow_resume=True,
         started=started,
     )
     ctx.run = run

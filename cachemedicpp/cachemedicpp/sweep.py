@@ -6,7 +6,8 @@ sibling run of the same sweep, which then runs first on any executor (`--executo
 After the runs, paired contr − no_contr deltas over seeds get BCa CIs in
 `<out_root>/<sweep_name>/ablation_summary.json`.
 
-`--no-resume` restarts every phase of every run (and the sweep's ledger); a sweep-level pause
+`--no-resume` restarts every unfinished phase from scratch (and the sweep's ledger) and is refused
+(exit 4) when any run has a complete phase, which is never overwritten; a sweep-level pause
 request is relayed into the run in flight, whose phase pauses at its next unit (exit 75); an
 optional `budget` (max_runs, max_wall_hours) stops launching runs once spent (exit 1). Any failed
 run makes the sweep exit 1 after the summaries are written.
@@ -35,7 +36,7 @@ from labkit.cli import add_executor_flags, run_cli
 from labkit.config import load_yaml, validate
 from labkit.control import PauseControl
 from labkit.determinism import derive_seed
-from labkit.errors import LabkitError, Paused
+from labkit.errors import LabkitError, Paused, RunExistsError
 from labkit.executors import (
     Executor,
     OrderedExecutor,
@@ -311,7 +312,14 @@ def main(args: argparse.Namespace) -> int:
     plan = replace(plan, executor=executor_spec(args, plan.executor))
     summary_file = summary_path(args.out_root, plan.name)
     if not args.resume:
-        # Every phase restarts, so the ledger does too (else complete runs would be skipped).
+        # A complete phase is never overwritten, so a restart is refused before anything changes.
+        done = [r.name for r in plan.runs if _phases_done(Path(args.out_root) / plan.name / r.name)]
+        if done:
+            raise RunExistsError(
+                f"--no-resume: run(s) {', '.join(done)} of sweep {plan.name!r} have complete phases, "
+                "which are never overwritten; use a new --out_root or sweep_name"
+            )
+        # Every unfinished phase restarts, so the ledger does too.
         summary_file.unlink(missing_ok=True)
     used = budget_used(_read_summary(summary_file))
     ordered = OrderedExecutor(make_executor(plan.executor, plan.workers), pair_needs(plan))
@@ -363,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="skip complete runs and resume the rest (default); --no-resume restarts every phase",
+        help="skip complete runs and resume the rest (default); --no-resume restarts unfinished "
+        "phases and refuses (exit 4) when any phase is complete",
     )
     add_executor_flags(p)
     return p

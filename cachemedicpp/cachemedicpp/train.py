@@ -31,7 +31,7 @@ from labkit.atomic import atomic_write_json, atomic_write_text
 from labkit.cli import run_cli
 from labkit.config import canonical_yaml
 from labkit.determinism import seed_everything
-from labkit.rundir import RunDir
+from labkit.rundir import RunDir, check_creatable
 
 
 def donor_length(cfg: Mapping[str, Any], n_positions: int) -> int:
@@ -144,6 +144,7 @@ def train_run(
 def main(args: argparse.Namespace) -> int:
     """Load and resolve the config, then train."""
     cfg = load_run_config(args.config, args.overrides)
+    check_creatable(args.run_dir)  # before the model loads
     summary = train_run(cfg, args.run_dir, resume=args.resume, config_path=args.config)
     print(
         f"cachemedicpp.train: {summary['steps']} steps, R_phi {summary['repair_params']} parameters, "

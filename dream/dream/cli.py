@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dream.config import DEFAULT_CAPS, DEFAULT_REGIMES, DreamConfig, load_config
-from labkit.cli import run_cli
+from labkit.cli import bounded_int, run_cli
 from labkit.errors import ConfigError, MissingInputError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from dream.evaluator import EvalContext
     from dream.fleet import WorkerOptions
 
+_CAND_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
 # Each subcommand imports what it needs when it runs: optuna, scipy and matplotlib together take
 # seconds to load, which `doctor` and `approvals list` should not pay.
 COMMANDS = (
@@ -46,6 +48,15 @@ def _domains(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one domain")
     return names
+
+
+def _cand_id(text: str) -> str:
+    # A pack's file name: checked while parsing, so a bad one is refused before any measuring.
+    if not _CAND_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pack name (letters, digits, '_', '-', '.'; at most 64; not starting with '.')"
+        )
+    return text
 
 
 def _common(p: argparse.ArgumentParser, *, measuring: bool = False, many: bool = False) -> None:
@@ -78,7 +89,10 @@ def _common(p: argparse.ArgumentParser, *, measuring: bool = False, many: bool =
     )
     if measuring:
         p.add_argument(
-            "--seed", type=int, default=0, help="master seed (workloads, bootstrap, search)"
+            "--seed",
+            type=bounded_int(0, 2**32 - 1),
+            default=0,
+            help="master seed (workloads, bootstrap, search)",
         )
         p.add_argument("--actuation", choices=("shadow", "real"), default="shadow")
         p.add_argument(
@@ -109,15 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--genome", default="{}", help='JSON of genes to change from stock, e.g. {"thread_count":1}'
     )
     p.add_argument("--stage", choices=("screen", "full"), default="full")
-    p.add_argument("--cand-id", default="manual_00", help="pack name under candidates/<domain>/")
+    p.add_argument(
+        "--cand-id", type=_cand_id, default="manual_00", help="pack name under candidates/<domain>/"
+    )
 
     p = sub.add_parser("service", help="evolve genomes: generations of NSGA-II over the domains")
     _common(p, measuring=True)
     p.add_argument(
         "--domains", type=_domains, default=None, help="default: every domain this host runs"
     )
-    p.add_argument("--generations", type=int, default=5)
-    p.add_argument("--population", type=int, default=20)
+    # Lower bounds are ServiceOptions' (its messages say why); the upper ones keep a run finite.
+    p.add_argument("--generations", type=bounded_int(0, 10_000), default=5)
+    p.add_argument("--population", type=bounded_int(0, 10_000), default=20)
     p.add_argument("--refresh-baseline", action="store_true")
 
     p = sub.add_parser(
@@ -132,17 +149,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--study", default=None, help="the shared study's name (default: the domain)")
     p.add_argument(
-        "--n-trials", type=int, required=True, help="evaluated trials the fleet brings the study to"
+        "--n-trials",
+        type=bounded_int(0, 100_000),
+        required=True,
+        help="evaluated trials the fleet brings the study to",
     )
     p.add_argument(
-        "--population", type=int, default=20, help="NSGA-II population (same fleet-wide)"
+        "--population",
+        type=bounded_int(0, 10_000),
+        default=20,
+        help="NSGA-II population (same fleet-wide)",
     )
-    p.add_argument("--worker", type=int, default=0, help="this worker's index (seeds its sampler)")
-    p.add_argument("--heartbeat-interval", type=int, default=5, help="seconds between beats")
     p.add_argument(
-        "--grace-period", type=int, default=30, help="seconds without a beat before a trial is dead"
+        "--worker",
+        type=bounded_int(0, 10_000),
+        default=0,
+        help="this worker's index (seeds its sampler)",
     )
-    p.add_argument("--max-retry", type=int, default=2, help="retries of a dead worker's trial")
+    p.add_argument(
+        "--heartbeat-interval", type=bounded_int(0, 3600), default=5, help="seconds between beats"
+    )
+    p.add_argument(
+        "--grace-period",
+        type=bounded_int(0, 86_400),
+        default=30,
+        help="seconds without a beat before a trial is dead",
+    )
+    p.add_argument(
+        "--max-retry", type=bounded_int(0, 100), default=2, help="retries of a dead worker's trial"
+    )
 
     p = sub.add_parser("approvals", help="list, approve or reject packs waiting for a human")
     _common(p)
@@ -173,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, many=True)
     p.add_argument(
         "--generation",
-        type=int,
+        type=bounded_int(-1, 10_000),
         default=None,
         help="default: the latest; -1: fleet workers' trials",
     )
@@ -182,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="web page: approvals queue, pack evidence, promotions")
     _common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost)")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=bounded_int(0, 65_535), default=8765)
     return ap
 
 

@@ -174,6 +174,10 @@ class GenomeSpec:
         out = self.stock()
         for name, value in genome.items():
             g = by_name[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(
+                    f"{self.domain}: gene {name} must be a number, got {type(value).__name__} {value!r}"
+                )
             g.encode(value)
             if name in self.frozen and not math.isclose(value, g.default, abs_tol=1e-9):
                 raise ConfigError(

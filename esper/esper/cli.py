@@ -21,7 +21,7 @@ from esper.utils.data import load_task_data
 from esper.utils.plots import plot_run
 from labkit.cli import run_cli
 from labkit.errors import ConfigError, MissingInputError
-from labkit.rundir import RunDir
+from labkit.rundir import RunDir, check_creatable
 
 PLOTTERS = {PHASE: plot_run, TAMIYO_PHASE: plot_training, EVALUATE_PHASE: plot_evaluation}
 
@@ -35,7 +35,11 @@ def cmd_train_host(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             extra.append(f"{key}={getattr(args, key)}")
     cfg = load_esper_config(args.config, extra)
+    # Checked before the run dir exists, so a missing policy leaves nothing behind.
+    if cfg["policy"].endswith(".pt") and not Path(cfg["policy"]).is_file():
+        raise MissingInputError(f"checkpoint not found: {cfg['policy']}")
     run_dir = args.run_dir or default_run_dir("train-host", Path(args.config).stem, cfg["policy"])
+    check_creatable(run_dir)  # before the data loads
     data, run = open_run(
         cfg, run_dir, PHASE, resume=args.resume, config_path=args.config, check_task=True
     )

@@ -17,9 +17,13 @@ from esper.utils.data import ImageData, TokenData
 from labkit.config import load_config
 from labkit.errors import ConfigError, MissingInputError
 
-_INT1 = {"type": "integer", "minimum": 1}
+# Every integer has a sane maximum, so a huge value is refused before any work (exit 2).
+_BIG = 1_000_000
+_INT1 = {"type": "integer", "minimum": 1, "maximum": _BIG}
+_INT0 = {"type": "integer", "minimum": 0, "maximum": _BIG}
+_WIDTH = {"type": "integer", "minimum": 1, "maximum": 8192}  # layer widths: the allocator's limit
 _POS = {"type": "number", "exclusiveMinimum": 0}
-_CAP = {"type": ["integer", "null"], "minimum": 1}
+_CAP = {"type": ["integer", "null"], "minimum": 1, "maximum": _BIG}
 
 
 def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -62,8 +66,8 @@ REWARD = {
         "terminal_weight": _NONNEG,
         "rent_weight": _NONNEG,
         "rent_cap": _POS,
-        "rent_grace_epochs": {"type": "integer", "minimum": 0},
-        "germination_grace_epochs": {"type": "integer", "minimum": 0},
+        "rent_grace_epochs": _INT0,
+        "germination_grace_epochs": _INT0,
         "governor_penalty": _NONNEG,
     },
 }
@@ -72,9 +76,9 @@ GATING = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "min_epoch": {"type": "integer", "minimum": 0},
-        "min_plateau": {"type": "integer", "minimum": 0},
-        "min_cull_age": {"type": "integer", "minimum": 0},
+        "min_epoch": _INT0,
+        "min_plateau": _INT0,
+        "min_cull_age": _INT0,
     },
 }
 PPO = _obj(
@@ -95,32 +99,32 @@ PPO = _obj(
         "kl_stop_factor": _POS,
         "ent_coef": _NONNEG,
         "ent_coef_final": _NONNEG,
-        "hidden": _INT1,
-        "head_hidden": _INT1,
+        "hidden": _WIDTH,
+        "head_hidden": _WIDTH,
         "obs_ema": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-        "baseline_episodes": {"type": "integer", "minimum": 0},
+        "baseline_episodes": _INT0,
         # Rollout worker processes (1 = in this process); the logs do not depend on it.
-        "workers": _INT1,
+        "workers": {"type": "integer", "minimum": 1, "maximum": 64},
     }
 )
 IMAGE_DATA = _obj(
     _DATA_COMMON
     | {
-        "image_size": {"type": "integer", "minimum": 8},
+        "image_size": {"type": "integer", "minimum": 8, "maximum": 4096},
         "augment": {"type": "boolean"},
         "mean": _RGB,
         "std": _RGB,
     }
 )
 TOKEN_DATA = _obj(
-    _DATA_COMMON | {"tokenizer": {"type": "string", "minLength": 1}, "block_size": _INT1}
+    _DATA_COMMON | {"tokenizer": {"type": "string", "minLength": 1}, "block_size": _WIDTH}
 )
-CNN_HOST = _obj({"widths": {"type": "array", "items": _INT1, "minItems": 3, "maxItems": 3}})
+CNN_HOST = _obj({"widths": {"type": "array", "items": _WIDTH, "minItems": 3, "maxItems": 3}})
 TRANSFORMER_HOST = _obj(
     {
-        "n_embd": _INT1,
-        "n_head": _INT1,
-        "n_layer": _INT1,
+        "n_embd": _WIDTH,
+        "n_head": _WIDTH,
+        "n_layer": {"type": "integer", "minimum": 1, "maximum": 256},
         "dropout": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
     }
 )
@@ -131,7 +135,7 @@ SCHEMA: dict[str, Any] = {
             "episodes": _INT1,
             "policy": {"anyOf": [{"enum": list(POLICIES)}, _POLICY_FILE]},
             "device": {"enum": ["cpu", "cuda", "auto"]},
-            "threads": {"type": ["integer", "null"], "minimum": 1},
+            "threads": {"type": ["integer", "null"], "minimum": 1, "maximum": 1024},
             "checkpoint_every": _INT1,
             "task": _obj(
                 {
@@ -187,7 +191,7 @@ SCHEMA: dict[str, Any] = {
                 {
                     "enabled": {"type": "boolean"},
                     "threshold": _POS,
-                    "window": {"type": "integer", "minimum": 2},
+                    "window": {"type": "integer", "minimum": 2, "maximum": _BIG},
                     "multiplier": _POS,
                     "sigmas": _POS,
                     "patience": _INT1,
@@ -195,8 +199,8 @@ SCHEMA: dict[str, Any] = {
             ),
             "heuristic": _obj(
                 {
-                    "min_epoch": {"type": "integer", "minimum": 0},
-                    "min_plateau": {"type": "integer", "minimum": 0},
+                    "min_epoch": _INT0,
+                    "min_plateau": _INT0,
                     "cull_sigmas": _POS,
                     "cull_patience": _INT1,
                     "cull_penalty": {"type": "number", "minimum": 0},

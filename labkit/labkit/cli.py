@@ -8,10 +8,26 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from labkit.errors import EXIT_FAILURE, EXIT_OK, LabkitError, Paused
+from labkit.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, LabkitError, Paused, os_error_exit
 from labkit.rehearsal import ENV, enable_rehearsal, rehearsal_active
 
 EXIT_INTERRUPTED = 130
+
+
+def bounded_int(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse `type` for an integer in [lo, hi]; anything else is a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{lo}, {hi}]")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
 
 
 def add_executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +44,20 @@ def add_executor_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
+    """Make `parser` and its subcommands report a usage error as one line (exit 2), like every error."""
+
+    def error(message: str) -> NoReturn:
+        print(f"{parser.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _one_line_usage_errors(sub)
+
+
 def run_cli(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], int | None],
@@ -42,6 +72,7 @@ def run_cli(
             action="store_true",
             help=f"rehearse on tiny offline replicas of every hub model and data set (= {ENV}=1)",
         )
+    _one_line_usage_errors(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
@@ -66,9 +97,14 @@ def run_cli(
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(
-            f"{prog}: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        code = EXIT_FAILURE
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A path the user named (or one derived from it) cannot be read, created or written.
+            code, line = os_error_exit(exc)
+            print(f"{prog}: error: {line}", file=sys.stderr)
+        else:
+            print(
+                f"{prog}: error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                file=sys.stderr,
+            )
+            code = EXIT_FAILURE
     sys.exit(EXIT_OK if code is None else code)

@@ -53,7 +53,11 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"config file not found: {path}")
-    data = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    data = parse_yaml(text, source=str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):

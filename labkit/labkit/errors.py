@@ -39,6 +39,18 @@ class RunExistsError(LabkitError):
     exit_code = EXIT_RUN_EXISTS
 
 
+class OutputPathError(ConfigError):
+    """An output path cannot be created or written (read-only, a file in the way, no permission)."""
+
+
+def os_error_exit(exc: OSError) -> tuple[int, str]:
+    """The exit code and one line for an OSError about a path: 3 if something is missing, else 2."""
+    where = exc.filename if exc.filename is not None else "(unknown path)"
+    reason = exc.strerror or type(exc).__name__
+    code = EXIT_MISSING_INPUT if isinstance(exc, FileNotFoundError) else EXIT_BAD_INPUT
+    return code, f"cannot use {where}: {reason}"
+
+
 class Paused(LabkitError):
     """Raised after a pause request was acknowledged and state was checkpointed."""
 

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 from labkit.atomic import atomic_write_json, atomic_write_text, remove_stale_temps
 from labkit.config import canonical_yaml, config_hash, parse_yaml
-from labkit.errors import LabkitError, MissingInputError, Paused, RunExistsError
+from labkit.errors import LabkitError, MissingInputError, OutputPathError, Paused, RunExistsError
 from labkit.rehearsal import ENV as REHEARSAL_ENV
 from labkit.rehearsal import rehearsal_active
 
@@ -26,6 +27,7 @@ RECORD = "run_record.json"
 CONFIG = "config_resolved.yaml"
 STATUSES = ("started", "running", "paused", "complete", "failed")
 TERMINAL = ("complete", "failed")
+BOOKKEEPING = (RECORD, CONFIG, "env.json", "git.json")  # what every run holds before any output
 
 
 def utc_now() -> str:
@@ -94,6 +96,35 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def check_creatable(path: str | os.PathLike) -> None:
+    """Refuse (exit 2) an output directory that cannot be created: a file in the way, no write access.
+
+    Commands call it before any heavy work, so an unusable path costs nothing.
+    """
+    target = Path(path).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"cannot create {target}: {existing} is a file, not a directory")
+    if existing == target:
+        return  # an existing directory: whether it may be reused is RunDir.create's question
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot create {target}: {existing} is not writable")
+
+
+def _failed_without_outputs(path: Path) -> bool:
+    """True for a failed run whose files are only the record, resolved config, env and git."""
+    if not (path / RECORD).is_file():
+        return False
+    try:
+        record = json.loads((path / RECORD).read_text(encoding="utf-8"))
+    except ValueError:
+        return False  # unreadable: leave it to the user, never delete what we cannot judge
+    files = {p.relative_to(path).as_posix() for p in path.rglob("*") if not p.is_dir()}
+    return record.get("status") == "failed" and files <= set(BOOKKEEPING)
+
+
 class RunDir:
     """One run's directory and its record; create it with `RunDir.create`, reopen with `RunDir.open`."""
 
@@ -131,12 +162,17 @@ class RunDir:
     ) -> RunDir:
         """Start `phase` of a run at `path`: a new run, a new phase of it, or a resumed phase.
 
-        An existing phase is reused only with `resume` (and never once complete) or redone with
-        `force`; a config whose hash differs from the run's is always refused.
+        An existing phase is reused only with `resume` or restarted with `force`, and never once
+        complete; a config whose hash differs from the run's is always refused, except that a failed
+        run holding no outputs (only its bookkeeping files) is replaced.
         """
         path = Path(path)
+        check_creatable(path)
         digest = config_hash(config)
         rehearsal = rehearsal_active()
+        if _failed_without_outputs(path):
+            # A run refused or failed before it produced anything blocks nothing: replace it.
+            shutil.rmtree(path)
         if (path / RECORD).is_file():
             run = cls(path, phase)
             record = run.record
@@ -153,15 +189,15 @@ class RunDir:
                     f"{'on' if rehearsal else 'off'}; use a new --run_dir"
                 )
             state = record.get("phases", {}).get(phase)
-            if state is not None and not force:
-                if state["status"] == "complete":
-                    raise RunExistsError(
-                        f"phase {phase!r} of {path} is complete; force a redo or use a new run dir"
-                    )
-                if not resume:
-                    raise RunExistsError(
-                        f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
-                    )
+            # A complete phase is immutable: not even `force` (--no-resume) redoes it.
+            if state is not None and state["status"] == "complete":
+                raise RunExistsError(
+                    f"phase {phase!r} of {path} is complete and is never overwritten; use a new run dir"
+                )
+            if state is not None and not force and not resume:
+                raise RunExistsError(
+                    f"{path} already has phase {phase!r} ({state['status']}); resume it or use a new run dir"
+                )
             run.resumed = state is not None and not force
             if run.resumed:
                 remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done

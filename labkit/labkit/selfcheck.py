@@ -44,7 +44,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"hidden": 32, "dropout": 0.1},
     "train": {"steps": 60, "batch_size": 32, "lr": 0.01, "checkpoint_every": 5},
 }
-_POS_INT = {"type": "integer", "minimum": 1}
+_POS_INT = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 1_000_000,
+}  # bounded: a huge value is exit 2
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -59,7 +63,7 @@ SCHEMA: dict[str, Any] = {
                 "n_train": _POS_INT,
                 "n_eval": _POS_INT,
                 "features": _POS_INT,
-                "noise": {"type": "number", "minimum": 0},
+                "noise": {"type": "number", "minimum": 0, "maximum": 1_000},
             },
         },
         "model": {

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from labkit.atomic import atomic_write_text
 from labkit.errors import MissingInputError, Paused, RunExistsError
 from labkit.rundir import CONFIG, RECORD, RunDir, git_state, sha256_file
 
@@ -54,14 +55,42 @@ def test_resume_incomplete_marks_resumed(tmp_path):
     assert again.resumed and again.record["phases"]["main"]["attempts"] == 2
 
 
-def test_resume_refuses_complete_unless_forced(tmp_path):
+def test_complete_phase_is_immutable_even_forced(tmp_path):
     run = RunDir.create(tmp_path / "r", CFG)
     with run.running():
         pass
-    with pytest.raises(RunExistsError, match="complete"):
-        RunDir.create(tmp_path / "r", CFG, resume=True)
-    redo = RunDir.create(tmp_path / "r", CFG, resume=True, force=True)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    for resume, force in ((True, False), (False, True), (True, True)):
+        with pytest.raises(RunExistsError, match="complete"):
+            RunDir.create(tmp_path / "r", CFG, resume=resume, force=force)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+
+
+def test_force_restarts_a_failed_phase(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    atomic_write_text(run.file("out.txt"), "partial")
+    with pytest.raises(ZeroDivisionError), run.running():
+        raise ZeroDivisionError("boom")
+    redo = RunDir.create(tmp_path / "r", CFG, force=True)
     assert not redo.resumed and redo.record["phases"]["main"]["restarted"]
+
+
+def test_failed_run_without_outputs_is_replaced(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    with pytest.raises(ZeroDivisionError), run.running():
+        raise ZeroDivisionError("boom")
+    fresh = RunDir.create(tmp_path / "r", {**CFG, "seed": 4})  # a corrected config takes its name
+    assert fresh.record["status"] == "started" and fresh.record["phases"]["main"]["attempts"] == 1
+
+
+def test_failed_run_with_outputs_is_kept(tmp_path):
+    run = RunDir.create(tmp_path / "r", CFG)
+    atomic_write_text(run.file("out.txt"), "partial")
+    with pytest.raises(ZeroDivisionError), run.running():
+        raise ZeroDivisionError("boom")
+    with pytest.raises(RunExistsError, match="config hash"):
+        RunDir.create(tmp_path / "r", {**CFG, "seed": 4})
+    assert (tmp_path / "r" / "out.txt").read_text() == "partial"
 
 
 def test_resume_refuses_different_config_hash(tmp_path):

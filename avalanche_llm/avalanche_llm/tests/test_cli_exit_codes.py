@@ -49,6 +49,12 @@ def test_pipeline_exit_codes(tmp_path: Path, models):
     assert json.loads((s01 / "run_record.json").read_text())["stage_status"] == "complete"
     assert run("phase1_calibrate", *args) == 4  # rerun
     assert run("phase1_calibrate", *args, "--allow_resume") == 4  # complete runs never resume
+    # An unfinished run resumes when the same command runs again (no flag needed).
+    record_path = s01 / "run_record.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "stage_status": "failed", "error": "killed"}))
+    assert run("phase1_calibrate", *args) == 0
+    assert json.loads(record_path.read_text())["stage_status"] == "complete"
     # A second S01 with the same config (another id mode) makes the upstream ambiguous ...
     assert run("phase1_calibrate", *args, "--run_id_mode", "timestamp_counter") == 0
     assert run("phase2_gain_grid", *args) == 2
@@ -75,7 +81,9 @@ def test_bad_input_exits_2(tmp_path: Path, models):
     (s02,) = tmp_path.glob("RUN_S02_*")
     record = json.loads((s02 / "run_record.json").read_text())
     assert record["stage_status"] == "failed" and "rate gate failed" in record["error"]
-    assert run("phase2_gain_grid", *args, *out) == 4
+    # The same command redoes the failed run in place (and the gate fails it again): no exit 4.
+    assert run("phase2_gain_grid", *args, *out) == 2
+    assert [p.name for p in tmp_path.glob("RUN_S02_*")] == [s02.name]
 
 
 def test_missing_inputs_exit_3(tmp_path: Path, models):

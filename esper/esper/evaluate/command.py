@@ -17,7 +17,7 @@ from labkit.config import load_config
 from labkit.errors import ConfigError
 from labkit.executors import executor_spec, make_executor
 
-_INT1 = {"type": "integer", "minimum": 1}
+_INT1 = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 EVAL_BLOCK = {
     "type": "object",
     "additionalProperties": False,
