@@ -239,10 +239,11 @@ def test_a_failed_run_makes_the_sweep_exit_nonzero_and_the_budget_stops_launches
 
 
 def test_sweep_pause_pauses_the_phase_in_flight_and_no_resume_refuses_complete_runs(
-    tmp_path, model_dir, monkeypatch
+    tmp_path, model_dir
 ):
-    monkeypatch.setattr(sweep, "RELAY_INTERVAL_S", 0.01)
-    steps = ["train.steps=60", "train.log_every=5", "train.checkpoint_every=30"]
+    # The run trains in a child process, which polls the sweep's request every RELAY_INTERVAL_S
+    # (0.5 s): 300 steps outlast that poll even on an idle machine.
+    steps = ["train.steps=300", "train.log_every=5", "train.checkpoint_every=30"]
     path = write_sweep(tmp_path, model_dir, [{"name": "r", "overrides": steps}])
     out = tmp_path / "out"
     log = out / "sw" / "r" / "logs" / "train.jsonl"
@@ -264,10 +265,10 @@ def test_sweep_pause_pauses_the_phase_in_flight_and_no_resume_refuses_complete_r
     record = json.loads((out / "sw" / "r" / "run_record.json").read_text())
     assert record["phases"]["train"]["status"] == "paused"
     ack = json.loads((out / "sw" / "r" / "control" / "pause_ack_train.json").read_text())
-    assert 0 < ack["step"] < 60
+    assert 0 < ack["step"] < 300
     assert (out / "sw" / "control" / "pause_ack_sweep.json").is_file()
     assert sweep_exit(path, out) == 0  # the rerun resumes the paused phase
-    assert [r["step"] for r in read_jsonl(log).records] == list(range(5, 61, 5))
+    assert [r["step"] for r in read_jsonl(log).records] == list(range(5, 301, 5))
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert sweep_exit(path, out, "--no-resume") == 4  # complete runs are never overwritten
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

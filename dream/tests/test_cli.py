@@ -58,7 +58,11 @@ def test_doctor_reports_capabilities_and_which_domains_run(tmp_path, capsys):
         (["baseline", "--domain", "audio"], 2, "domain audio is unavailable"),
         (["evaluate", "--domain", "cpu", "--genome", "{oops"], 2, "--genome is not JSON"),
         (["evaluate", "--domain", "gpu"], 2, "domain gpu is unavailable"),
-        (["evaluate", "--domain", "cpu", "--cand-id", "../x"], 2, "--cand-id '../x': use letters"),
+        (
+            ["evaluate", "--domain", "cpu", "--cand-id", "../x"],
+            2,
+            "--cand-id: '../x' is not a pack name",
+        ),
         (["evaluate", "--domain", "cpu", "--genome", '{"nope": 1}'], 2, "unknown genes ['nope']"),
         (["evaluate", "--domain", "cpu", "--genome", '{"epp_value": 0}'], 2, "epp_value is frozen"),
         (["report"], 3, "no candidate packs under"),
