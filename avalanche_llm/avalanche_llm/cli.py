@@ -23,7 +23,7 @@ def _common(p: argparse.ArgumentParser, with_deps: bool) -> None:
     p.add_argument(
         "--allow_resume",
         action="store_true",
-        help="accepted, no effect: the contract names it; re-running always continues an incomplete run",
+        help="continue an incomplete run of this stage (a complete run is never reopened)",
     )
     p.add_argument(
         "--dry_run", action="store_true", help="resolve and validate only; no run directory"

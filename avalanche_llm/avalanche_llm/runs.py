@@ -268,11 +268,16 @@ def execute(
     run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
     ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
     existing = out_root / run_id
-    # Re-running the same command resumes an incomplete run (as in every system); a complete one stays.
+    # The contract (spec/14) reopens an existing run only with --allow_resume, and never a complete one.
     if module.PRODUCES_RUN and (existing / RECORD).is_file():
-        if read_record(existing)["stage_status"] == "complete":
+        status = read_record(existing)["stage_status"]
+        if status == "complete":
             raise RunExistsError(
                 f"run {existing} is complete; nothing was changed (use a new --out_root to redo it)"
+            )
+        if not args.allow_resume:
+            raise RunExistsError(
+                f"run {existing} is {status}; nothing was changed (add --allow_resume to continue it)"
             )
     elif module.PRODUCES_RUN and existing.exists():
         raise RunExistsError(f"{existing} exists and is not a run directory; nothing was changed")
@@ -293,7 +298,7 @@ def execute(
         stage_tag=stage,
         dependencies=list(deps.values()),
         determinism=determinism,
-        allow_resume=True,
+        allow_resume=args.allow_resume,
         started=started,
     )
     ctx.run = run

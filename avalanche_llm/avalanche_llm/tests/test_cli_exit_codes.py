@@ -49,11 +49,13 @@ def test_pipeline_exit_codes(tmp_path: Path, models):
     assert json.loads((s01 / "run_record.json").read_text())["stage_status"] == "complete"
     assert run("phase1_calibrate", *args) == 4  # rerun
     assert run("phase1_calibrate", *args, "--allow_resume") == 4  # complete runs never resume
-    # An unfinished run resumes when the same command runs again (no flag needed).
+    # An unfinished run is reopened only with --allow_resume (spec/14), which then completes it.
     record_path = s01 / "run_record.json"
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({**record, "stage_status": "failed", "error": "killed"}))
-    assert run("phase1_calibrate", *args) == 0
+    assert run("phase1_calibrate", *args) == 4
+    assert json.loads(record_path.read_text())["stage_status"] == "failed"  # nothing was changed
+    assert run("phase1_calibrate", *args, "--allow_resume") == 0
     assert json.loads(record_path.read_text())["stage_status"] == "complete"
     # A second S01 with the same config (another id mode) makes the upstream ambiguous ...
     assert run("phase1_calibrate", *args, "--run_id_mode", "timestamp_counter") == 0
@@ -81,8 +83,9 @@ def test_bad_input_exits_2(tmp_path: Path, models):
     (s02,) = tmp_path.glob("RUN_S02_*")
     record = json.loads((s02 / "run_record.json").read_text())
     assert record["stage_status"] == "failed" and "rate gate failed" in record["error"]
-    # The same command redoes the failed run in place (and the gate fails it again): no exit 4.
-    assert run("phase2_gain_grid", *args, *out) == 2
+    # The same command refuses the failed run; --allow_resume redoes it in place (the gate fails again).
+    assert run("phase2_gain_grid", *args, *out) == 4
+    assert run("phase2_gain_grid", *args, *out, "--allow_resume") == 2
     assert [p.name for p in tmp_path.glob("RUN_S02_*")] == [s02.name]
 
 
