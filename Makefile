@@ -47,8 +47,8 @@ demo: $(STAMP) demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-drea
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
 
-# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget. Measured at a load
-# of 5-13 on 2 cores: 11-16 min wall, 5.7 CPU-minutes; estimated 6-9 min on 2 idle cores (README, Demo).
+# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget: 5 min 05 s on
+# 2 idle cores (11-16 min at a load of 5-13; README, Demo).
 CMPP_DEMO := eval.wikitext2_ppl.max_windows=40 eval.sst2_prompted.n=100 eval.needle_long_context.n=30 stability.prompts=10
 demo-cachemedicpp: $(STAMP)
 	cd cachemedicpp && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
