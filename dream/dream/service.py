@@ -6,11 +6,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dream.approvals import Approvals
 from dream.baseline import BaselineStore, detect_drift, ensure_baselines
-from dream.candidate_pack import STAGES, load_pack
+from dream.candidate_pack import STAGES, load_pack, write_pack
 from dream.config import REGIMES
 from dream.domains import DOMAINS, DomainStatus, domain_status, require_available
 from dream.evaluator import (
@@ -77,6 +78,19 @@ def reusable_pack(
     return pack if pack["genome"] == cand.genome and later and current else None
 
 
+def keep_screen_pack(artifacts: Path, domain: str, cand_id: str) -> None:
+    """Copy a finalist's screen pack to `candidates/<domain>/screen/` before its full pack takes the path.
+
+    A copy, not a move: until the full pack is written, resuming still finds the screen pack in place.
+    """
+    path = artifacts / "candidates" / domain / f"{cand_id}.json"
+    kept = path.parent / "screen" / path.name
+    if path.exists() and not kept.exists():
+        pack = load_pack(path)
+        if pack["stage"] == "screen":
+            write_pack(pack, kept)
+
+
 def finalists(packs: Mapping[str, Mapping[str, Any]], top_k: int) -> list[str]:
     """Candidates for the full evaluation: those already full, then the best screened, to top_k."""
     full = sorted(cid for cid, p in packs.items() if p["stage"] == "full")
@@ -130,6 +144,8 @@ def evolve_generation(
 
     def evaluate(cand: Candidate, stage: str) -> dict[str, Any]:
         pack = reusable_pack(ctx, cand, stage, baselines)
+        if pack is None and stage == "full":
+            keep_screen_pack(ctx.artifacts, domain, cand.cand_id)
         if pack is None:
             # A finalist's full evaluation runs fresh trials: the screen trials that selected it
             # are biased upward by that very selection.

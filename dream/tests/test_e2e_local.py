@@ -68,7 +68,11 @@ def test_the_killed_service_resumes_without_duplicate_or_corrupt_packs(run):
     assert [m["run_id"][-4:] for m in manifests] == ["r001", "r002"]
     assert manifests[1]["resumes"] == [manifests[0]["run_id"]]
     files = sorted(p.name for p in (run.artifacts / "candidates/cpu").iterdir())
-    assert files == ["gen0_00.json", "gen0_01.json"]  # no duplicates, no leftover temp files
+    # no duplicates, no leftover temp files; screen/ keeps the finalist's screen pack
+    assert files == ["gen0_00.json", "gen0_01.json", "screen"]
+    (kept,) = (run.artifacts / "candidates/cpu/screen").iterdir()  # local profile: top_k 1
+    assert json.loads(kept.read_text())["stage"] == "screen"
+    assert json.loads((kept.parent.parent / kept.name).read_text())["stage"] == "full"
     packs = _packs(run)
     if packs["gen0_00"]["stage"] == "screen":  # reused as written before the kill, not redone
         assert (run.artifacts / "candidates/cpu/gen0_00.json").read_bytes() == run.first_pack

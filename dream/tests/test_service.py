@@ -60,6 +60,12 @@ def test_each_generation_screens_all_runs_top_k_full_and_tells_the_study(ctx, sy
                if trials[i].user_attrs["cand_id"] == t.user_attrs["cand_id"])  # fmt: skip
     beat = json.loads((ctx.artifacts / "logs/service_heartbeat.json").read_text())
     assert beat["status"] == "complete" and beat["step"] == beat["total"] == 2
+    # A full pack takes its candidate's path, but the screen pack that selected it is kept.
+    kept = {p.stem: load_pack(p) for p in (ctx.artifacts / "candidates/cpu/screen").glob("*.json")}
+    assert sorted(kept) == sorted(k for k, p in packs.items() if p["stage"] == "full")
+    assert all(
+        p["stage"] == "screen" and p["genome"] == packs[k]["genome"] for k, p in kept.items()
+    )
 
 
 def test_a_rerun_continues_where_the_last_one_stopped(ctx, synthetic):
