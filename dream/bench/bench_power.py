@@ -13,21 +13,35 @@ statistics and tests (`evaluator.summarise_regime`) and `significance.improves_o
 Two arms per row: the planted effect (detection rate, goal >= 0.8) and the null control, the same
 genome with no effect anywhere (false-approval rate, goal <= 0.05). Rates come with exact
 Clopper-Pearson 95% intervals over the replicates (scipy.stats.binomtest).
+
+`--real` measures instead of modelling: each replicate is one real `python -m dream evaluate --stage
+full` process (ABBA blocks of real fio trials, warm-ups, packs, the product's verdict) of the same
+storage candidate on one of two bench-only storage domains from `bench/power_domains.yaml`: `planted`,
+where the block-size gene shapes every regime's reads, and `null`, where it reaches no command. The
+arms alternate replicate by replicate (planted first in even replicates), so host load falls on both
+alike; a rerun of the same command reuses the packs already written. Run it at nice 0: it measures
+throughput on a shared host, and a niced run measures the niceness.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.stats
+import yaml
 
-from dream.config import REGIMES, ExecutionPolicy, load_config
+from dream.config import DEFAULT_REGIMES, REGIMES, ExecutionPolicy, load_config
+from dream.domains import storage
 from dream.evaluator import (
     EvalContext,
     affected_regimes,
@@ -35,6 +49,7 @@ from dream.evaluator import (
     stage_plan,
     summarise_regime,
 )
+from dream.host import DREAM_ROOT, HostInfo
 from dream.runner import TrialOutcome
 from dream.sensors import Sensors
 from dream.significance import improves_over_baseline
@@ -43,6 +58,8 @@ DOMAIN = "storage"
 GENE = "io_size_kb_log2"  # declared by `normal` only: idle, stress and mixed are regression guards
 PLANTED_REGIME = "normal"
 BASE = {"perf": 100.0, "p95_ms": 5.0}
+POWER_DOMAINS = Path(__file__).resolve().with_name("power_domains.yaml")
+ARMS = ("planted", "null")
 
 
 def context(profile: str, workdir: Path, blocks: int | None = None) -> EvalContext:
@@ -166,10 +183,168 @@ def approval_rate(
     return {**rate(approved, reps), "gain_rate": gains / reps, "blocks": policy.trials}
 
 
+def arm_regimes(arm: str, profile: str, dest: Path) -> Path:
+    """Write regimes.yaml with `domains.storage` replaced by `arm` of power_domains.yaml.
+
+    The profile's `fio_size` is cleared so the arm's own `--size` holds.
+    """
+    doc = yaml.safe_load(DEFAULT_REGIMES.read_text())
+    doc["domains"][DOMAIN] = yaml.safe_load(POWER_DOMAINS.read_text())[arm]
+    doc["profiles"][profile]["fio_size"] = None
+    path = dest / f"regimes_{arm}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def real_genome() -> dict[str, int]:
+    """The candidate's change from stock: the block size one step up (4 -> 8 KiB)."""
+    stock = next(g for g in storage.genes(HostInfo.detect()) if g.name == GENE).default
+    return {GENE: int(stock) + 1}
+
+
+def _conditions(pack: dict[str, Any]) -> list[dict[str, float]]:
+    return [s["conditions"] for r in pack["regimes"] for s in r["sequence"] if s["conditions"]]
+
+
+def real_replicate(
+    arm: str,
+    rep: int,
+    *,
+    out_root: Path,
+    regimes: Path,
+    profile: str,
+    seed: int,
+    stage: str = "full",
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One real `dream evaluate` of the candidate on `arm`; its pack's verdict and why.
+
+    A pack already written by an earlier run of the bench is read, not measured again; its wall
+    time and load come from that run's line in `out_root/measured.jsonl`.
+    """
+    cand_id = f"r{rep:03d}"
+    pack_path = out_root / "artifacts" / "candidates" / DOMAIN / f"{cand_id}.json"
+    log = out_root / "measured.jsonl"
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    measured = None
+    if not pack_path.exists():
+        argv = [sys.executable, "-m", "dream", "evaluate", "--profile", profile]
+        argv += ["--regimes", str(regimes), "--domain", DOMAIN, "--stage", stage]
+        argv += [x for o in overrides for x in ("-o", o)]
+        argv += ["--genome", json.dumps(real_genome()), "--cand-id", cand_id]
+        argv += ["--seed", str(seed), "--out_root", str(out_root)]
+        done = subprocess.run(argv, cwd=DREAM_ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            raise RuntimeError(f"{arm} replicate {rep}: evaluate exited {done.returncode}: {tail}")
+        measured = {"rep": rep, "wall_s": round(time.perf_counter() - t0, 1)}
+        measured["load_1m"] = [load0, os.getloadavg()[0]]
+        with log.open("a") as f:
+            f.write(json.dumps(measured) + "\n")
+    elif log.exists():
+        lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        measured = next((x for x in lines if x["rep"] == rep), None)
+    pack = json.loads(pack_path.read_text())
+    normal = next(r for r in pack["regimes"] if r["regime"] == PLANTED_REGIME)
+    cond = _conditions(pack)
+    tests = {r["regime"]: r["tests"] for r in pack["regimes"] if r["gain"] is not None}
+    return {
+        "arm": arm,
+        "rep": rep,
+        "improves": pack["aggregate"]["improves_over_baseline"] is True,
+        "normal_perf_ratio": normal["paired"]["perf"]["ratio"]
+        if normal["paired"]["perf"]
+        else None,
+        "gains": [r["regime"] for r in pack["regimes"] if r["gain"]],
+        "noninferior": [r["regime"] for r in pack["regimes"] if r["noninferior"]],
+        # Which part of non-inferiority failed where: the perf margin or the p95 latency guard.
+        "perf_margin_failed": [r for r, t in tests.items() if not t["perf_noninferior"]["passes"]],
+        "p95_guard_failed": [r for r, t in tests.items() if not t["p95_ms"]["passes"]],
+        "wall_s": measured and measured["wall_s"],
+        "load_1m": measured and measured["load_1m"],
+        "foreign_cpus_mean": float(np.mean([c["foreign_cpus"] for c in cond])) if cond else None,
+        "pack": str(pack_path),
+    }
+
+
+def real_power(
+    reps: int,
+    *,
+    out_root: Path,
+    profile: str = "local",
+    seed: int = 0,
+    stage: str = "full",
+    overrides: Sequence[str] = (),
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Run `reps` real evaluations per arm, alternating arms, and rate their approvals.
+
+    `without_p95_guard` (a diagnostic, not a verdict): the share that would be approved if the p95
+    latency guard were dropped, i.e. a gain somewhere and the perf margin held everywhere.
+    """
+    out_root.mkdir(parents=True, exist_ok=True)
+    regimes = {arm: arm_regimes(arm, profile, out_root) for arm in ARMS}
+    rows: list[dict[str, Any]] = []
+    for rep in range(reps):
+        for arm in ARMS if rep % 2 == 0 else ARMS[::-1]:
+            row = real_replicate(
+                arm,
+                rep,
+                out_root=out_root / arm,
+                regimes=regimes[arm],
+                profile=profile,
+                seed=seed * 100_000 + rep,
+                stage=stage,
+                overrides=overrides,
+            )
+            rows.append(row)
+            if echo:
+                print(json.dumps(row), flush=True)
+    walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
+    out: dict[str, Any] = {"reps": reps, "profile": profile, "stage": stage, "wall_s": sum(walls)}
+    for arm in ARMS:
+        mine = [r for r in rows if r["arm"] == arm]
+        ratios = [r["normal_perf_ratio"] for r in mine if r["normal_perf_ratio"] is not None]
+        loads = [x for r in mine if r["load_1m"] for x in r["load_1m"]] or [float("nan")]
+        foreign = [r["foreign_cpus_mean"] for r in mine if r["foreign_cpus_mean"] is not None]
+        loose = sum(bool(r["gains"]) and not r["perf_margin_failed"] for r in mine)
+        out[arm] = {
+            **rate(sum(r["improves"] for r in mine), len(mine)),
+            "without_p95_guard": rate(loose, len(mine)),
+            "normal_perf_ratio_median": float(np.median(ratios)) if ratios else None,
+            "load_1m": [min(loads), max(loads)],
+            "foreign_cpus_mean": float(np.mean(foreign)) if foreign else None,
+        }
+    return out
+
+
+def _print_real(r: dict[str, Any]) -> None:
+    print(
+        f"real: storage candidate {json.dumps(real_genome())}, profile {r['profile']}, "
+        f"{r['reps']} replicates per arm, 95% Clopper-Pearson CIs"
+    )
+    for arm, goal in (("planted", ">= 0.80 (detection)"), ("null", "<= 0.05 (false approvals)")):
+        a = r[arm]
+        print(
+            f"{arm:<8} approved {a['rate']:.3f} [{a['low']:.3f}, {a['high']:.3f}]  goal {goal}; "
+            f"normal perf ratio median x{a['normal_perf_ratio_median']:.3f}; "
+            f"load {a['load_1m'][0]:.1f}-{a['load_1m'][1]:.1f}; "
+            f"foreign CPUs {a['foreign_cpus_mean']:.2f}"
+        )
+        w = a["without_p95_guard"]
+        print(f"         without the p95 guard {w['rate']:.3f} [{w['low']:.3f}, {w['high']:.3f}]")
+    print(f"wall {r['wall_s']:.0f} s (the replicates' evaluate runs)")
+
+
 def main() -> None:
     """Print the false-approval (null) and detection rates over profiles, noise and effect sizes."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reps", type=int, default=150, help="replicates per row")
+    ap.add_argument("--reps", type=int, default=None, help="replicates per row (150; --real: 20)")
+    ap.add_argument("--real", action="store_true", help="real fio evaluations (planted vs null)")
+    ap.add_argument(
+        "--out_root", type=Path, default=Path("runs/bench_power"), help="--real: packs per arm"
+    )
+    ap.add_argument("--profile", default="local", help="--real: regimes.yaml profile")
     ap.add_argument(
         "--designs",
         default="local,full,full:30",
@@ -182,6 +357,11 @@ def main() -> None:
     ap.add_argument("--drift-pct", type=float, default=0.0, help="host drift per trial, in %%")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.real:
+        reps = args.reps or 20
+        _print_real(real_power(reps, out_root=args.out_root, profile=args.profile, seed=args.seed))
+        return
+    args.reps = args.reps or 150
     t0 = time.perf_counter()
     print(
         f"{DOMAIN} candidate moving {GENE} (affects {PLANTED_REGIME} only); {args.reps} replicates "

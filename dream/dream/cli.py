@@ -374,6 +374,7 @@ def _work(
     from dream.evaluator import stage_plan
     from dream.fleet import STAGE, run_worker
     from dream.search import SearchEngine
+    from labkit.control import PauseControl
     from labkit.heartbeat import Heartbeat
 
     assert ctx.sensors is not None
@@ -391,7 +392,12 @@ def _work(
     baselines = ensure_baselines(ctx, store, opts.domain, regimes=regimes)
     with Heartbeat(ctx.artifacts, "worker", total=opts.n_trials) as hb:
         return run_worker(
-            ctx, engine, opts, baselines, lambda done, last: hb.beat(done, metrics={"last": last})
+            ctx,
+            engine,
+            opts,
+            baselines,
+            lambda done, last: hb.beat(done, metrics={"last": last}),
+            PauseControl(ctx.artifacts, "worker", heartbeat=hb),
         )
 
 

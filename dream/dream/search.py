@@ -183,12 +183,12 @@ class SearchEngine:
                 f"{json.dumps(identity)}; use a new --out_root or --study"
             )
 
-    def _sampler(self, generation: int, worker: int | None = None) -> NSGAIISampler:
+    def _sampler(self, generation: int, *fleet: int) -> NSGAIISampler:
         # A fresh sampler per generation, seeded by (seed, domain, generation): a resumed service
         # asks exactly what an uninterrupted one would have asked. Fleet workers each seed their
-        # own, so two workers do not propose the same first population.
-        key = (DOMAINS.index(self.domain), generation)
-        ss = np.random.SeedSequence(self.seed, spawn_key=key if worker is None else (*key, worker))
+        # own (`fleet`: worker, trials so far), so two workers do not propose the same trials.
+        key = (DOMAINS.index(self.domain), generation, *fleet)
+        ss = np.random.SeedSequence(self.seed, spawn_key=key)
         return NSGAIISampler(
             population_size=self.population,
             crossover_prob=CROSSOVER_PROB,
@@ -209,9 +209,9 @@ class SearchEngine:
                 latest[cid] = t
         return latest
 
-    def fleet_sampler(self, worker: int) -> NSGAIISampler:
-        """The sampler of fleet worker `worker`: one NSGA-II over the whole shared study."""
-        return self._sampler(0, worker)
+    def fleet_sampler(self, worker: int, trials: int) -> NSGAIISampler:
+        """Fleet worker `worker`'s sampler for its next ask, when the study holds `trials` trials."""
+        return self._sampler(0, worker, trials)
 
     def suggest(self, trial: Trial, cid: str) -> Candidate:
         """The candidate of a trial run by `optimize`: its u (the queued one for a retry), decoded."""

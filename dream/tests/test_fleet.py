@@ -2,12 +2,15 @@
 
 They bring it to exactly N evaluated trials, none lost and none evaluated twice; a worker SIGKILLed
 mid-trial has that trial failed by the heartbeat and retried by the other worker, whose own trials
-all complete.
+all complete; one killed after attaching its pack has that pack adopted, not measured again; a
+paused worker stops at a trial boundary (exit 75) and its rerun finishes the study as an
+uninterrupted worker would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +27,8 @@ from optuna.trial import TrialState
 from dream.candidate_pack import load_pack
 from dream.fleet import WorkerOptions
 from dream.host import DREAM_ROOT
-from labkit.errors import ConfigError
+from labkit.control import request_pause
+from labkit.errors import EXIT_PAUSED, ConfigError
 
 HEARTBEAT, GRACE = 1, 4
 
@@ -39,9 +43,12 @@ def study_name(pg_url: str) -> Iterator[str]:
             optuna.delete_study(study_name=n, storage=pg_url)
 
 
-def _worker(pg_url: str, study: str, out: Path, index: int, n: int) -> subprocess.Popen:
+def _worker(
+    pg_url: str, study: str, out: Path, index: int, n: int, population: int = 2
+) -> subprocess.Popen:
     argv = [sys.executable, "-m", "dream", "worker", "--profile", "local", "--domain", "cpu",
-            "--storage", pg_url, "--study", study, "--n-trials", str(n), "--population", "2",
+            "--storage", pg_url, "--study", study, "--n-trials", str(n),
+            "--population", str(population),
             "--worker", str(index), "--heartbeat-interval", str(HEARTBEAT),
             "--grace-period", str(GRACE), "--out_root", str(out)]  # fmt: skip
     # Its own session, so SIGKILL takes the worker as a crashed host would lose it.
@@ -176,6 +183,94 @@ def test_a_worker_started_after_the_fleet_died_retries_its_last_trial(pg_url, st
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == n
+
+
+def test_a_paused_worker_stops_at_a_trial_boundary_and_its_rerun_finishes_the_study(
+    pg_url, study_name, tmp_path
+):
+    n, population = 3, 4  # one NSGA-II generation: proposals depend on the seeds alone
+    out = tmp_path / "host"
+    proc = _worker(pg_url, study_name, out, 0, n, population)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(t.state == TrialState.RUNNING for t in _trials(pg_url, study_name)):
+            request_pause(out / "artifacts", "test")  # while its first trial runs
+            break
+        time.sleep(0.2)
+    text, _ = proc.communicate(timeout=600)
+    assert proc.returncode == EXIT_PAUSED, text
+    trials = _trials(pg_url, study_name)
+    # The trial that was running finished and was told; nothing is left running, queued or failed.
+    assert [t.state for t in trials] == [TrialState.COMPLETE]
+    ack = json.loads((out / "artifacts/control/pause_ack_worker.json").read_text())
+    assert ack["evaluated"] == 1 and ack["study"] == study_name
+    _finish(_worker(pg_url, study_name, out, 0, n, population))
+    trials = _trials(pg_url, study_name)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * n
+    packs = _packs([out])
+    assert sorted(packs) == sorted(t.user_attrs["cand_id"] for t in trials)
+    assert all(len(v) == 1 for v in packs.values())
+    # Paused and rerun, it asked what an uninterrupted worker with the same seed asks.
+    other = f"{study_name}_whole"
+    try:
+        _finish(_worker(pg_url, other, tmp_path / "whole", 0, n, population))
+        assert [t.params for t in _trials(pg_url, other)] == [t.params for t in trials]
+    finally:
+        for name in (other, f"{other}_full"):
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=pg_url)
+
+
+# A worker's own steps up to the moment after it attached its pack, then SIGKILL: the study is
+# never told. (A kill from outside cannot hit that window of a few database writes reliably.)
+_DIE_AFTER_ATTACHING = """
+import os, signal, sys
+from pathlib import Path
+from dream.baseline import BaselineStore, ensure_baselines
+from dream.config import load_config
+from dream.evaluator import EvalContext
+from dream.fleet import STAGE, WorkerOptions, attach
+from dream.search import SearchEngine, fleet_storage
+
+url, study, out = sys.argv[1:4]
+opts = WorkerOptions("cpu", url, study, 1, 2, 0, heartbeat_interval=1, grace_period=4)
+ctx = EvalContext(load_config(profile="local"), Path(out), run_id="2026-01-01T00-00-00_r001")
+storage = fleet_storage(url, heartbeat_interval=1, grace_period=4, max_retry=2)
+engine = SearchEngine(ctx.artifacts / "studies", ctx.spec("cpu"), population=2, seed=0,
+                      watts=False, storage=storage, study_name=study)
+baselines = ensure_baselines(ctx, BaselineStore(ctx.artifacts / "baselines.json"), "cpu",
+                             regimes=("normal",))
+engine.study.sampler = engine.fleet_sampler(0, 0)
+
+def objective(trial):
+    attach(ctx, engine, opts, baselines, trial, {})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+engine.study.optimize(objective, n_trials=1)
+"""
+
+
+def test_a_pack_attached_by_a_worker_killed_before_telling_is_adopted_once(
+    pg_url, study_name, tmp_path
+):
+    outs = [tmp_path / "hostA", tmp_path / "hostB"]
+    argv = [sys.executable, "-c", _DIE_AFTER_ATTACHING, pg_url, study_name, str(outs[0])]
+    dead = subprocess.run(argv, cwd=DREAM_ROOT, capture_output=True, text=True, timeout=600)
+    assert dead.returncode == -signal.SIGKILL, dead.stderr
+    (killed,) = _trials(pg_url, study_name)
+    assert killed.state == TrialState.RUNNING and "values" in killed.user_attrs
+    # Another worker fails the stale trial; its queued retry adopts the attached pack.
+    _finish(_worker(pg_url, study_name, outs[1], 1, 1))
+    trials = {t.number: t for t in _trials(pg_url, study_name)}
+    assert trials[killed.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials.values() if t.number != killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == killed.number
+    assert retry.values == killed.user_attrs["values"] and retry.params == killed.params
+    assert retry.user_attrs["pack"] == killed.user_attrs["pack"]
+    assert retry.user_attrs["worker"] == 0 and retry.user_attrs["adopted_by"]["worker"] == 1
+    # The genome was measured once: one pack, in the dead worker's tree; none in the adopter's.
+    assert sorted(_packs(outs)) == [killed.user_attrs["cand_id"]]
+    assert (outs[0] / killed.user_attrs["pack"]).is_file()
 
 
 @pytest.mark.parametrize(
