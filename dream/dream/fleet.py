@@ -78,16 +78,15 @@ def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
 
 
 def evaluated(t: FrozenTrial, taken_over: set[int]) -> bool:
-    """A trial whose genome counts as measured: COMPLETE, or told FAIL because its pack was unscorable.
+    """A trial whose genome counts as measured: COMPLETE, or FAIL with an unscorable pack attached.
 
     A dead worker's trial that a retry took over never counts, even with its pack attached: the
     retry counts for that genome instead.
     """
     if t.number in taken_over:
         return False
-    return t.state == TrialState.COMPLETE or (
-        t.state == TrialState.FAIL and "unscorable" in t.user_attrs
-    )
+    unscorable = "values" in t.user_attrs and t.user_attrs["values"] is None
+    return t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and unscorable)
 
 
 def claims(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

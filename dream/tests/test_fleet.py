@@ -22,10 +22,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from dream.candidate_pack import load_pack
-from dream.fleet import WorkerOptions
+from dream.fleet import WorkerOptions, claims, evaluated, superseded
 from dream.host import DREAM_ROOT
 from labkit.control import request_pause
 from labkit.errors import EXIT_PAUSED, ConfigError
@@ -271,6 +272,24 @@ def test_a_pack_attached_by_a_worker_killed_before_telling_is_adopted_once(
     # The genome was measured once: one pack, in the dead worker's tree; none in the adopter's.
     assert sorted(_packs(outs)) == [killed.user_attrs["cand_id"]]
     assert (outs[0] / killed.user_attrs["pack"]).is_file()
+
+
+def test_a_trial_a_retry_took_over_never_counts_and_a_told_unscorable_one_does():
+    study = optuna.create_study(directions=["maximize"])
+    u = {"params": {"u_x": 0.5}, "distributions": {"u_x": FloatDistribution(0.0, 1.0)}}
+    failed = TrialState.FAIL
+    study.add_trial(create_trial(state=failed, user_attrs={"pack": "p0", "values": [1.0]}, **u))
+    retry = {"failed_trial": 0, "retry_history": [0]}  # what Optuna's retry callback writes
+    study.add_trial(create_trial(state=TrialState.WAITING, system_attrs=retry, **u))
+    study.add_trial(create_trial(state=failed, user_attrs={"pack": "p2", "values": None}, **u))
+    study.add_trial(create_trial(state=failed, user_attrs={"pack": "p3"}, **u))  # died mid-attach
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0, **u))
+    trials = study.get_trials()
+    taken_over = superseded(trials)
+    assert taken_over == {0}
+    assert [evaluated(t, taken_over) for t in trials] == [False, False, True, False, True]
+    # The dead trial's genome is claimed once, by its queued retry.
+    assert [t.number for t in claims(trials)] == [1, 2, 4]
 
 
 @pytest.mark.parametrize(
