@@ -169,8 +169,13 @@ def test_a_worker_started_after_the_fleet_died_retries_its_last_trial(pg_url, st
     while killed is None and time.monotonic() < deadline and a.poll() is None:
         trials = _trials(pg_url, study_name)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        if running and sum(t.state == TrialState.COMPLETE for t in trials) == n - 1:
-            os.killpg(a.pid, signal.SIGKILL)  # dies in the study's last trial
+        # In the study's last trial, its params already suggested (else the snapshot holds none).
+        if (
+            running
+            and running[0].params
+            and sum(t.state == TrialState.COMPLETE for t in trials) == n - 1
+        ):
+            os.killpg(a.pid, signal.SIGKILL)
             a.wait()
             (killed,) = running
         time.sleep(0.2)
