@@ -53,6 +53,7 @@ from dream.host import DREAM_ROOT, HostInfo
 from dream.runner import TrialOutcome
 from dream.sensors import Sensors
 from dream.significance import improves_over_baseline
+from labkit.cli import bounded_int
 
 DOMAIN = "storage"
 GENE = "io_size_kb_log2"  # declared by `normal` only: idle, stress and mixed are regression guards
@@ -339,7 +340,12 @@ def _print_real(r: dict[str, Any]) -> None:
 def main() -> None:
     """Print the false-approval (null) and detection rates over profiles, noise and effect sizes."""
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--reps", type=int, default=None, help="replicates per row (150; --real: 20)")
+    ap.add_argument(
+        "--reps",
+        type=bounded_int(1, 100_000),
+        default=None,
+        help="replicates per row (150; --real: 20)",
+    )
     ap.add_argument("--real", action="store_true", help="real fio evaluations (planted vs null)")
     ap.add_argument(
         "--out_root", type=Path, default=Path("runs/bench_power"), help="--real: packs per arm"
