@@ -243,7 +243,7 @@ from pathlib import Path
 from dream.baseline import BaselineStore, ensure_baselines
 from dream.config import load_config
 from dream.evaluator import EvalContext
-from dream.fleet import STAGE, WorkerOptions, attach
+from dream.fleet import WorkerOptions, attach
 from dream.search import SearchEngine, fleet_storage
 
 url, study, out = sys.argv[1:4]
