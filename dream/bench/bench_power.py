@@ -197,10 +197,10 @@ def arm_regimes(arm: str, profile: str, dest: Path) -> Path:
     return path
 
 
-def real_genome() -> dict[str, int]:
-    """The candidate's change from stock: the block size one step up (4 -> 8 KiB)."""
+def real_genome(step: int = 1) -> dict[str, int]:
+    """The candidate's change from stock: the block size `step` doublings up (1: 4 -> 8 KiB)."""
     stock = next(g for g in storage.genes(HostInfo.detect()) if g.name == GENE).default
-    return {GENE: int(stock) + 1}
+    return {GENE: int(stock) + step}
 
 
 def _conditions(pack: dict[str, Any]) -> list[dict[str, float]]:
@@ -217,6 +217,7 @@ def real_replicate(
     seed: int,
     stage: str = "full",
     overrides: Sequence[str] = (),
+    step: int = 1,
 ) -> dict[str, Any]:
     """One real `dream evaluate` of the candidate on `arm`; its pack's verdict and why.
 
@@ -232,7 +233,7 @@ def real_replicate(
         argv = [sys.executable, "-m", "dream", "evaluate", "--profile", profile]
         argv += ["--regimes", str(regimes), "--domain", DOMAIN, "--stage", stage]
         argv += [x for o in overrides for x in ("-o", o)]
-        argv += ["--genome", json.dumps(real_genome()), "--cand-id", cand_id]
+        argv += ["--genome", json.dumps(real_genome(step)), "--cand-id", cand_id]
         argv += ["--seed", str(seed), "--out_root", str(out_root)]
         done = subprocess.run(argv, cwd=DREAM_ROOT, capture_output=True, text=True)
         if done.returncode != 0:
@@ -276,6 +277,7 @@ def real_power(
     seed: int = 0,
     stage: str = "full",
     overrides: Sequence[str] = (),
+    step: int = 1,
     echo: bool = True,
 ) -> dict[str, Any]:
     """Run `reps` real evaluations per arm, alternating arms, and rate their approvals.
@@ -297,12 +299,14 @@ def real_power(
                 seed=seed * 100_000 + rep,
                 stage=stage,
                 overrides=overrides,
+                step=step,
             )
             rows.append(row)
             if echo:
                 print(json.dumps(row), flush=True)
     walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
-    out: dict[str, Any] = {"reps": reps, "profile": profile, "stage": stage, "wall_s": sum(walls)}
+    out: dict[str, Any] = {"reps": reps, "profile": profile, "stage": stage, "step": step}
+    out["wall_s"] = sum(walls)
     for arm in ARMS:
         mine = [r for r in rows if r["arm"] == arm]
         ratios = [r["normal_perf_ratio"] for r in mine if r["normal_perf_ratio"] is not None]
@@ -321,7 +325,7 @@ def real_power(
 
 def _print_real(r: dict[str, Any]) -> None:
     print(
-        f"real: storage candidate {json.dumps(real_genome())}, profile {r['profile']}, "
+        f"real: storage candidate {json.dumps(real_genome(r['step']))}, profile {r['profile']}, "
         f"{r['reps']} replicates per arm, 95% Clopper-Pearson CIs"
     )
     for arm, goal in (("planted", ">= 0.80 (detection)"), ("null", "<= 0.05 (false approvals)")):
