@@ -90,3 +90,14 @@ def test_readme_regenerator_replaces_only_the_marked_block():
     assert readme.parse_run("Default reward=runs/e") == ("Default reward", Path("runs/e"))
     with pytest.raises(ConfigError, match="LABEL=RUN_DIR"):
         readme.parse_run("runs/e")
+
+
+def test_counterfactual_trace_follows_one_seed_from_training_to_fossil():
+    trace = _load("counterfactual_trace")
+    cfg = load_esper_config(CNN_CONFIG, [*CNN_TEST, "task.max_epochs=10"])
+    row = trace.trace(cfg, "conv_enhance", start=1, hold=2, seed=0)
+    assert len(row["counterfactual"]) == 2  # one reading per TRAINING epoch
+    assert row["counterfactual"][-1] != 0.0  # the seed has learned something by then
+    assert len(row["contribution"]) >= 5  # blending (5 steps), shadowing, probation
+    with pytest.raises(ConfigError, match="no blueprint"):
+        trace.main(trace.build_parser().parse_args(["--blueprint", "lora"]))

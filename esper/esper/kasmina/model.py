@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from esper.kasmina.blueprints import action_enum
@@ -62,6 +63,31 @@ class MorphogeneticModel(nn.Module):
             return self.host(x)
         k = slot.point.after_layer_idx
         return self.host.forward_from_layer(slot(self.host.forward_through_layer(x, k)), k + 1)
+
+    @contextmanager
+    def incubator(self) -> Iterator[Tensor | None]:
+        """The last training batch's logits with the TRAINING seed at alpha = 1 on the host as it is.
+
+        The seed's gradient is then taken at its own output, so it sees what that output does to
+        the loss; a straight-through gradient taken at h never does, and the seed drifts. On exit
+        the host's buffers (BatchNorm statistics) are put back, and the pass draws nothing from
+        the global stream (dropout), so the host trains exactly as it would without the seed.
+        Yields None without such a seed.
+        """
+        slot = self.live_slot
+        if slot is None or slot.incubator_input is None:
+            yield None
+            return
+        h, slot.incubator_input = slot.incubator_input, None
+        kept = {name: b.clone() for name, b in self.host.named_buffers()}
+        try:
+            with torch.random.fork_rng(devices=[]):
+                logits = self.host.forward_from_layer(slot.seed(h), slot.point.after_layer_idx + 1)
+            yield logits
+        finally:
+            with torch.no_grad():
+                for name, b in self.host.named_buffers():
+                    b.copy_(kept[name])
 
     @contextmanager
     def host_only(self) -> Iterator[None]:

@@ -67,6 +67,7 @@ class SeedSlot(nn.Module):
         self.state = SeedState()
         self.host_only = False  # set while measuring the loss without the seed
         self.full_probe = False  # set while measuring a TRAINING seed's loss at alpha = 1
+        self.incubator_input: Tensor | None = None  # this batch's h, for the TRAINING seed's pass
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, h: Tensor) -> Tensor:
@@ -77,10 +78,11 @@ class SeedSlot(nn.Module):
         if stage == SeedStage.TRAINING and self.full_probe:
             return self.seed(h)
         if stage == SeedStage.TRAINING:
-            # Value exactly h (u - u.detach() is exactly 0); the seed learns from h's gradient
-            # (straight through); the host's gradients are unchanged.
-            u = self.seed(h.detach())
-            return h + (u - u.detach())
+            # The host sees exactly h; the seed learns later in the batch, in its own pass
+            # (`MorphogeneticModel.incubator_logits`), from the input kept here.
+            if torch.is_grad_enabled() and self.training:
+                self.incubator_input = h.detach()
+            return h
         if stage in BLENDED_STAGES:
             s = self.seed(h.detach() if self.detach_host_in_blending else h)
             a = self.state.alpha

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from esper.kasmina import MorphogeneticModel
+
 PERPLEXITY_CAP = 20.0  # exp(loss) above this is reported as inf (the model has diverged)
 
 Batch = tuple[Tensor, Tensor]
@@ -61,6 +63,7 @@ def train_epoch(
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         (loss_sum / n).backward()
+        _incubate(model, y)
         for opt in optimizers:
             opt.step()
         total += float(loss_sum.detach())
@@ -68,6 +71,19 @@ def train_epoch(
     if count == 0:
         raise ValueError("the training epoch had no batches")
     return EpochResult(total / count, hits / count, steps)
+
+
+def _incubate(model: nn.Module, y: Tensor) -> None:
+    """A TRAINING seed's gradients, from its own pass on this batch (the host's are left alone)."""
+    if not isinstance(model, MorphogeneticModel):
+        return
+    with model.incubator() as logits:
+        if logits is None:
+            return
+        loss_sum, _, n = _loss_sum(logits, y)
+        params = [p for p in model.live_slot.seed.parameters() if p.requires_grad]
+        for p, g in zip(params, torch.autograd.grad(loss_sum / n, params), strict=True):
+            p.grad = g
 
 
 @torch.no_grad()
