@@ -272,3 +272,18 @@ def test_sweep_pause_pauses_the_phase_in_flight_and_no_resume_refuses_complete_r
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert sweep_exit(path, out, "--no-resume") == 4  # complete runs are never overwritten
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_workers_flag_reaches_the_local_executor_and_is_bounded(tmp_path, model_dir, monkeypatch):
+    path = write_sweep(tmp_path, model_dir, [{"name": "a"}])
+    seen = []
+
+    def no_runs(spec, workers):
+        seen.append((spec, workers))
+        raise ConfigError("stop before any run")
+
+    monkeypatch.setattr(sweep, "make_executor", no_runs)
+    assert sweep_exit(path, tmp_path / "out", "--workers", "3") == 2
+    assert sweep_exit(path, tmp_path / "out", "--executor", "local") == 2
+    assert [w for _, w in seen] == [3, 1]  # 1: the file's default when the flag is absent
+    assert sweep_exit(path, tmp_path / "out", "--workers", "0") == 2 and len(seen) == 2
