@@ -355,6 +355,27 @@ def test_sentiment_filler_puts_the_review_far_back(model_dir):
         assert torch.equal(b.ids[0, : a.ids.shape[1] - len(cue)], a.ids[0, : -len(cue)])
 
 
+def test_sentiment_shots_come_first_and_leave_the_plain_prompt_last(model_dir):
+    _, tok = load_model(config(model_dir))
+    spec = resolve(config(model_dir))["eval"]["sst2_prompted"]
+    plain = sst2_examples(tok, spec)
+    shot = sst2_examples(tok, {**spec, "shots": 3})
+    (colon,) = tok(":").input_ids
+    heads = []
+    for a, b in zip(plain, shot, strict=True):
+        n = a.ids.shape[1]
+        assert b.label == a.label and torch.equal(b.ids[0, -n:], a.ids[0])
+        head = b.ids[0, :-n].tolist()
+        # three demonstrations, each `Review: x\nSentiment: label\n` (reviews hold no colon)
+        assert head.count(colon) == 2 * 3
+        heads.append(tuple(head))
+    assert len(set(heads)) > 1  # seeded per example, not one shared context
+    again = sst2_examples(tok, {**spec, "shots": 3})
+    assert all(torch.equal(x.ids, y.ids) for x, y in zip(shot, again, strict=True))
+    with pytest.raises(ConfigError, match="shots_split"):
+        sst2_examples(tok, {**spec, "shots": 3, "shots_split": spec["split"]})
+
+
 def test_label_reads_share_a_forward_only_when_labels_differ_in_their_last_token():
     one_token = (torch.tensor([5]), torch.tensor([9]))
     assert label_reads(one_token) == [[0, 1]]
