@@ -117,6 +117,8 @@ def fig_paired(summary: Mapping[str, Any], ablation: Mapping[str, Any], path: Pa
         ax = fig.add_subplot(1, len(panels), k + 1)
         for r in runs:
             src = r["task_auc"][task] if task else r["sensitivity_at_max_delta"]
+            if src[NO_CONTR] is None or src[CONTR] is None:
+                continue  # no curve (no PPL damage above 1 %): no pair to draw, as in the sweep
             ax.plot(
                 [0, 1], [src[NO_CONTR], src[CONTR]], marker="o", alpha=0.8, label=str(r["seed"])
             )

@@ -9,6 +9,7 @@ import yaml
 
 from cachemedicpp import prefetch, sweep, watch
 from cachemedicpp.config import PROJECT, resolve
+from cachemedicpp.seed_report import write_report
 from cachemedicpp.sweep import Budget, ablation, load_plan
 from labkit.cli import run_cli
 from labkit.control import request_pause
@@ -127,6 +128,9 @@ def test_sweep_runs_pairs_pauses_and_summarises(tmp_path, model_dir):
     # the random model's PPL barely moves, so its recovery curve may be undefined (no pair)
     assert abl["seeds"] == [5] and abl["auc_gain"]["wikitext2_ppl"]["n_seeds"] <= 1
     assert abl["auc_gain"]["wikitext2_ppl"]["effect_claimed"] is False  # one seed: no claim
+    # the seed report reads these real summaries (None where a curve is undefined included)
+    md, png = write_report(out, "pair", tmp_path / "report")
+    assert "| 5 |" in md.read_text() and png.is_file()
 
 
 def fake_result(seed, gain):
