@@ -133,7 +133,8 @@ def fig_paired(summary: Mapping[str, Any], ablation: Mapping[str, Any], path: Pa
         )
         ax.set_xticks([0, 1], ["no_contr (λ 0)", "contr (λ 0.5)"])
         ax.set_xlim(-0.3, 1.3)
-        ax.legend(title="seed", fontsize=7, title_fontsize=7)
+        if ax.lines:
+            ax.legend(title="seed", fontsize=7, title_fontsize=7)
     fig.tight_layout()
     atomic_write_with(
         path, lambda f: fig.savefig(f, format="png", dpi=120, metadata={"Software": None})
