@@ -32,7 +32,7 @@ from cachemedicpp.plots import make_plots
 from cachemedicpp.stability import stability_run
 from cachemedicpp.train import train_run
 from labkit.atomic import atomic_write_json
-from labkit.cli import add_executor_flags, run_cli
+from labkit.cli import add_executor_flags, bounded_int, run_cli
 from labkit.config import load_yaml, validate
 from labkit.control import PauseControl
 from labkit.determinism import derive_seed
@@ -310,6 +310,8 @@ def main(args: argparse.Namespace) -> int:
     """Plan (validated before any run starts), run, summarise; exit 1 if any run failed."""
     plan, budget = load_plan(args.sweep_config), load_budget(args.sweep_config)
     plan = replace(plan, executor=executor_spec(args, plan.executor))
+    if args.workers is not None:
+        plan = replace(plan, workers=args.workers)
     summary_file = summary_path(args.out_root, plan.name)
     if not args.resume:
         # A complete phase is never overwritten, so a restart is refused before anything changes.
@@ -373,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="skip complete runs and resume the rest (default); --no-resume restarts unfinished "
         "phases and refuses (exit 4) when any phase is complete",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, 1024),
+        help="with the local executor: runs at once, each in its own process (default: the sweep "
+        "file's `workers`, else 1); a run whose no_contr pair is unfinished still waits for it",
     )
     add_executor_flags(p)
     return p

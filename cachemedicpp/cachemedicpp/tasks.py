@@ -171,8 +171,11 @@ def ppl_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[
 def sst2_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list[Example]:
     """The first `n` examples of the split, prompted (no cycling: n beyond the split is an error).
 
-    With `filler_tokens` > 0, that many tokens of repeated `filler_text` follow the review, so
-    the words that decide the label sit far back in the cache (`Review: {x}{filler}\nSentiment:`).
+    With `shots` > 0, that many labelled reviews of `shots_split` (seeded per example, in the
+    same template, each followed by its label) come first: the prompt then holds text that
+    old_only damage reaches while the review itself is read as in the plain prompt. With
+    `filler_tokens` > 0, that many tokens of repeated `filler_text` follow the review, so the
+    words that decide the label sit far back in the cache (`Review: {x}{filler}\nSentiment:`).
     """
     data = load_dataset(spec["dataset"], config=spec["dataset_config"], local_hint=LOCAL_HINT)
     rows = data[spec["split"]]
@@ -180,15 +183,35 @@ def sst2_examples(tok: PreTrainedTokenizerBase, spec: Mapping[str, Any]) -> list
         raise ConfigError(
             f"eval.sst2_prompted.n {spec['n']} exceeds the {len(rows)} rows of {spec['split']!r}"
         )
+    demos = data[spec["shots_split"]] if spec["shots"] else None
+    if demos is not None and spec["shots_split"] == spec["split"]:
+        raise ConfigError("eval.sst2_prompted.shots_split must differ from the scored split")
+    if demos is not None and spec["shots"] > len(demos):
+        raise ConfigError(
+            f"eval.sst2_prompted.shots {spec['shots']} exceeds the {len(demos)} rows of "
+            f"{spec['shots_split']!r}"
+        )
     filler = _filler(tok, spec["filler_text"], spec["filler_tokens"])
     out = []
-    for row in rows.select(range(spec["n"])):
+    for i, row in enumerate(rows.select(range(spec["n"]))):
         prompt = tok(SST2_TEMPLATE.format(x=row["sentence"]), return_tensors="pt").input_ids[0]
         if filler.numel():
             head, cue = _split_at_label_cue(tok, prompt)
             prompt = torch.cat([head, filler, cue])
+        if demos is not None:
+            prompt = torch.cat([_shots(tok, demos, spec["shots"], i), prompt])
         out.append(Example(prompt[None], label=int(row["label"])))
     return out
+
+
+def _shots(tok: PreTrainedTokenizerBase, demos: Any, k: int, i: int) -> torch.Tensor:
+    """Example i's `k` demonstrations: seeded rows of `demos`, each `Review: x\nSentiment: y\n`."""
+    pick = torch.randperm(len(demos), generator=generator("sst2_shots", i))[:k].tolist()
+    text = "".join(
+        SST2_TEMPLATE.format(x=demos[j]["sentence"]) + LABELS[int(demos[j]["label"])] + "\n"
+        for j in pick
+    )
+    return torch.tensor(tok(text, verbose=False).input_ids, dtype=torch.long)
 
 
 def _filler(tok: PreTrainedTokenizerBase, text: str, n: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from cachemedicpp.phase_run import require_trained
 from cachemedicpp.rescore import prepare_from_run
 from cachemedicpp.task_auc import Axis, recovery, task_auc, type_auc
 from cachemedicpp.tasks import (
+    LABELS,
     _compare,
     clean_reference,
     label_reads,
@@ -33,7 +34,7 @@ from labkit.config import validate
 from labkit.control import request_pause
 from labkit.errors import ConfigError, MissingInputError, Paused, RunExistsError
 from labkit.jsonl import read_jsonl
-from labkit.zoo import weights_digest
+from labkit.zoo import load_dataset, weights_digest
 
 EVAL = {
     "tasks": ["wikitext2_ppl", "sst2_prompted", "needle_long_context"],
@@ -353,6 +354,33 @@ def test_sentiment_filler_puts_the_review_far_back(model_dir):
         assert b.ids[0, -len(cue) :].tolist() == cue == a.ids[0, -len(cue) :].tolist()
         assert set(b.ids[0, -len(cue) - 20 : -len(cue)].tolist()) == set(dot)
         assert torch.equal(b.ids[0, : a.ids.shape[1] - len(cue)], a.ids[0, : -len(cue)])
+
+
+def test_sentiment_shots_come_first_and_leave_the_plain_prompt_last(model_dir):
+    _, tok = load_model(config(model_dir))
+    spec = resolve(config(model_dir))["eval"]["sst2_prompted"]
+    plain = sst2_examples(tok, {**spec, "n": 4})
+    one, three = (sst2_examples(tok, {**spec, "n": 4, "shots": k}) for k in (1, 3))
+    train = load_dataset(spec["dataset"])[spec["shots_split"]]
+    demos = {
+        tuple(tok(f"Review: {r['sentence']}\nSentiment:{LABELS[r['label']]}\n").input_ids)
+        for r in train
+    }
+    heads = []
+    for a, b, c in zip(plain, one, three, strict=True):
+        n = a.ids.shape[1]
+        assert b.label == c.label == a.label
+        assert torch.equal(b.ids[0, -n:], a.ids[0]) and torch.equal(c.ids[0, -n:], a.ids[0])
+        # one labelled review of the train split, then the plain prompt; three start with it
+        head = b.ids[0, :-n].tolist()
+        assert tuple(head) in demos and c.ids[0, : len(head)].tolist() == head
+        assert c.ids.shape[1] > b.ids.shape[1]
+        heads.append(tuple(head))
+    assert len(set(heads)) > 1  # seeded per example, not one shared context
+    again = sst2_examples(tok, {**spec, "n": 4, "shots": 3})
+    assert all(torch.equal(x.ids, y.ids) for x, y in zip(three, again, strict=True))
+    with pytest.raises(ConfigError, match="shots_split"):
+        sst2_examples(tok, {**spec, "shots": 3, "shots_split": spec["split"]})
 
 
 def test_label_reads_share_a_forward_only_when_labels_differ_in_their_last_token():

@@ -9,6 +9,7 @@ import yaml
 
 from cachemedicpp import prefetch, sweep, watch
 from cachemedicpp.config import PROJECT, resolve
+from cachemedicpp.seed_report import write_report
 from cachemedicpp.sweep import Budget, ablation, load_plan
 from labkit.cli import run_cli
 from labkit.control import request_pause
@@ -127,6 +128,9 @@ def test_sweep_runs_pairs_pauses_and_summarises(tmp_path, model_dir):
     # the random model's PPL barely moves, so its recovery curve may be undefined (no pair)
     assert abl["seeds"] == [5] and abl["auc_gain"]["wikitext2_ppl"]["n_seeds"] <= 1
     assert abl["auc_gain"]["wikitext2_ppl"]["effect_claimed"] is False  # one seed: no claim
+    # the seed report reads these real summaries (None where a curve is undefined included)
+    md, png = write_report(out, "pair", tmp_path / "report")
+    assert "| 5 |" in md.read_text() and png.is_file()
 
 
 def fake_result(seed, gain):
@@ -272,3 +276,18 @@ def test_sweep_pause_pauses_the_phase_in_flight_and_no_resume_refuses_complete_r
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert sweep_exit(path, out, "--no-resume") == 4  # complete runs are never overwritten
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_workers_flag_reaches_the_local_executor_and_is_bounded(tmp_path, model_dir, monkeypatch):
+    path = write_sweep(tmp_path, model_dir, [{"name": "a"}])
+    seen = []
+
+    def no_runs(spec, workers):
+        seen.append((spec, workers))
+        raise ConfigError("stop before any run")
+
+    monkeypatch.setattr(sweep, "make_executor", no_runs)
+    assert sweep_exit(path, tmp_path / "out", "--workers", "3") == 2
+    assert sweep_exit(path, tmp_path / "out", "--executor", "local") == 2
+    assert [w for _, w in seen] == [3, 1]  # 1: the file's default when the flag is absent
+    assert sweep_exit(path, tmp_path / "out", "--workers", "0") == 2 and len(seen) == 2
