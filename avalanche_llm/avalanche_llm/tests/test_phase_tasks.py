@@ -118,3 +118,28 @@ def test_ray_address_without_the_ray_executor_is_refused_before_work(tmp_path, m
     args = [*local_args(models, *FAST), "--out_root", str(tmp_path / "out")]
     assert run("phase1_calibrate", *args, "--ray_address", "auto") == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_crashing_task_fails_the_phase_with_exit_1_and_its_traceback(
+    tmp_path, models, monkeypatch
+):
+    from avalanche_llm.phases import phase2_gain_grid
+
+    def crash(lm, x):
+        raise RuntimeError(f"boom at g={x['g']}")
+
+    args = [*local_args(models, *FAST), "--model_role", "BASE", "--out_root", str(tmp_path)]
+    assert run("phase1_calibrate", *args) == 0
+    monkeypatch.setattr(phase2_gain_grid, "gain_rows", crash)  # tasks run in this process
+    assert run("phase2_gain_grid", *args) == 1
+    s02 = records(tmp_path)["S02"]
+    assert s02["stage_status"] == "failed" and "boom at g=0.8" in s02["error"]
+    first, *rest = s02["tasks"]["runs"]
+    assert first["status"] == "failed" and first["error"] == "RuntimeError: boom at g=0.8"
+    assert [t["status"] for t in rest] == [
+        "not_started",
+        "not_started",
+    ]  # no launch after a failure
+    (run_dir,) = tmp_path.glob("RUN_S02_*")
+    events = (run_dir / "logs" / "events.jsonl").read_text(encoding="utf-8")
+    assert "task_failed" in events and "Traceback" in events and "boom at g=0.8" in events
