@@ -135,7 +135,7 @@ def main() -> None:
         "arms": {},
     }
     print(f"sweep: {args.runs} self-check runs x {args.steps} steps; median of {args.repeats}")
-    print(f"{'arm':<24}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}{'empty run s':>13}")
+    print(f"{'arm':<27}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}{'empty run s':>13}")
     for arm, values in walls.items():
         wall = statistics.median(values)
         row = {
@@ -149,7 +149,7 @@ def main() -> None:
         figures["arms"][arm] = row
         overhead = f"{row['empty_run_round_trip_s']:.3f}" if arm in empty else "-"
         print(
-            f"{arm:<24}{wall:>9.1f}{row['runs_per_min']:>10.2f}"
+            f"{arm:<27}{wall:>9.1f}{row['runs_per_min']:>10.2f}"
             f"{row['speedup_vs_sequential']:>10.2f}{overhead:>13}"
         )
     ray_arm, local_arm = figures["arms"][list(arms)[2]], figures["arms"][list(arms)[1]]
