@@ -130,8 +130,10 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
             )
         args.run_dir = args.run_dir or default_run_dir("train-tamiyo", Path(args.config).stem)
         return train_seeds(args)
-    if args.executor is not None or args.ray_address is not None:
-        raise ConfigError("--executor and --ray_address run several --seeds; give --seeds")
+    if args.executor is not None or args.ray_address is not None or args.seed_workers != 1:
+        raise ConfigError(
+            "--executor, --ray_address and --seed_workers run several --seeds; give --seeds"
+        )
     cfg, data, run = _start(args, TAMIYO_PHASE, "train-tamiyo")
     with run.running():
         summary = train_tamiyo(cfg, run, data, pause_at=args.pause_at)

@@ -45,5 +45,6 @@ def test_bad_seed_lists_and_flags_are_refused_before_any_run_dir(tmp_path):
     assert esper(*base, "--seeds", "0,x", *SMALL) == 2
     assert esper(*base, "--seeds", "0,1", "--pause_at", "1", *SMALL) == 2
     assert esper(*base, "--executor", "ray", *SMALL) == 2  # an executor needs --seeds
+    assert esper(*base, "--seed_workers", "2", *SMALL) == 2
     assert esper(*base, "--seeds", "0,1", "--ray_address", "auto", *SMALL) == 2
     assert not run.exists()
