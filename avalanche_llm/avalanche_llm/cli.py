@@ -10,7 +10,7 @@ from avalanche_llm import canon
 from avalanche_llm.config import resolve_config
 from avalanche_llm.phases import SUBCOMMANDS, load_phase, needs
 from avalanche_llm.run_id import MODES
-from labkit.cli import run_cli
+from labkit.cli import add_executor_flags, bounded_int, run_cli
 
 
 def _common(p: argparse.ArgumentParser, with_deps: bool) -> None:
@@ -36,6 +36,14 @@ def _common(p: argparse.ArgumentParser, with_deps: bool) -> None:
         metavar="KEY=VALUE",
         help="override a resolved config key (dotted path), e.g. pipeline.gain_grid=[0.5,1.0,1.5]",
     )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(1, 256),
+        default=1,
+        help="local processes for the phase's independent tasks (phases 2-4: one per gain); "
+        "1 (default) runs them in this process; the outputs are the same bytes for any N",
+    )
+    add_executor_flags(p)
     if with_deps:
         p.add_argument(
             "--dep", action="append", default=[], metavar="RUN_ID", help="upstream run to use"

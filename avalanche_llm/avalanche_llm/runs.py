@@ -21,6 +21,7 @@ from avalanche_llm.io.jsonl import log_event
 from avalanche_llm.run_id import make_run_id
 from labkit.determinism import determinism_flags, seed_everything
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
+from labkit.executors import Executor, LocalExecutor, executor_spec, make_executor
 from labkit.heartbeat import Heartbeat
 from labkit.rundir import check_creatable
 
@@ -41,7 +42,8 @@ class PhaseContext:
     deps: dict[str, RunArtifacts]
     args: argparse.Namespace
     run: StageRun | None = None
-    _models: dict[str, LoadedModel] = field(default_factory=dict)
+    # Where the phase's independent units run (phase_tasks): in this process unless asked otherwise.
+    executor: Executor = field(default_factory=LocalExecutor)
 
     @property
     def cfg(self) -> dict[str, Any]:
@@ -64,15 +66,7 @@ class PhaseContext:
 
     def model(self, role: str | None = None) -> LoadedModel:
         """The model of `role` (this run's by default) on the configured device and dtype, loaded once."""
-        from avalanche_llm.model.loader import load_model
-
-        role = role or self.role
-        if role not in self._models:
-            rt = self.cfg["runtime"]
-            self._models[role] = load_model(
-                self.cfg["models"][role]["hf_id"], rt["device"], rt["dtype"], rt["local_hint"]
-            )
-        return self._models[role]
+        return shared_model(self.cfg, role or self.role)
 
     def config_for_role(self, role: str) -> ResolvedConfig:
         """This run's config resolved for another model role (same file, device, dtype, overrides).
@@ -101,7 +95,7 @@ class PhaseContext:
 
     def drop_model(self, role: str) -> None:
         """Forget a loaded model so its memory can be freed."""
-        self._models.pop(role, None)
+        forget_model(self.cfg, role)
 
     def slice(self, name: str, *, anchor: str | None = None, verify: str | None = None) -> Slice:
         """Data slice `name` (see slices.SLICES), drawn with the S01 run id as anchor.
@@ -126,6 +120,37 @@ class PhaseContext:
         """A heartbeat for this phase in the run's logs/ (use as a context manager)."""
         assert self.run is not None, "heartbeats need a run directory"
         return Heartbeat(self.run.path, self.subcommand, total, min_interval_s=2.0)
+
+
+# The models loaded in this process, shared by a phase and the tasks it runs here (one copy of a
+# 7B model, not two); `execute` empties it when the phase ends.
+_MODELS: dict[tuple[str, str, str], LoadedModel] = {}
+
+
+def model_key(cfg: dict[str, Any], role: str) -> tuple[str, str, str]:
+    """(hf_id, device, dtype) of `role`'s model under config `cfg`."""
+    rt = cfg["runtime"]
+    return cfg["models"][role]["hf_id"], rt["device"], rt["dtype"]
+
+
+def shared_model(cfg: dict[str, Any], role: str) -> LoadedModel:
+    """`role`'s model on the configured device and dtype, loaded once per process."""
+    from avalanche_llm.model.loader import load_model
+
+    key = model_key(cfg, role)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(*key, cfg["runtime"]["local_hint"])
+    return _MODELS[key]
+
+
+def forget_model(cfg: dict[str, Any], role: str) -> None:
+    """Let this process's copy of `role`'s model go, so its memory can be freed."""
+    _MODELS.pop(model_key(cfg, role), None)
+
+
+def is_loaded(cfg: dict[str, Any], role: str) -> bool:
+    """Whether this process holds `role`'s model already."""
+    return model_key(cfg, role) in _MODELS
 
 
 def setup_determinism(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -226,20 +251,31 @@ def check_upstream_weights(deps: dict[str, RunArtifacts], cfg: dict[str, Any]) -
 
 
 @contextlib.contextmanager
-def recording_nondeterminism(run: StageRun) -> Iterator[None]:
-    """Record in the run record (determinism.nondeterministic_ops) every op torch warns has no
-    deterministic implementation; other warnings pass through unchanged."""
+def collecting_nondeterminism() -> Iterator[list[str]]:
+    """Collect (into the yielded list, sorted, on exit) every op torch warns has no deterministic
+    implementation; other warnings pass through unchanged."""
+    ops: list[str] = []
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            yield
+            yield ops
     finally:
-        ops = sorted({str(w.message) for w in caught if "deterministic" in str(w.message)})
+        ops[:] = sorted({str(w.message) for w in caught if "deterministic" in str(w.message)})
         others = {(str(w.message), w.category, w.filename, w.lineno): w for w in caught}
         for (text, *_), w in others.items():  # outside the catching block, each once
             if text not in ops:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+@contextlib.contextmanager
+def recording_nondeterminism(run: StageRun) -> Iterator[None]:
+    """Record in the run record (determinism.nondeterministic_ops) every op torch warns has no
+    deterministic implementation; other warnings pass through unchanged."""
+    try:
+        with collecting_nondeterminism() as ops:
+            yield
+    finally:
         run.update(determinism={**run.record["determinism"], "nondeterministic_ops": ops})
 
 
@@ -255,7 +291,22 @@ def execute(
     Upstream runs are found by `upstream_sha256` (default: this config's hash): a phase-specific
     flag such as --arc_split changes this run's hash, not the hash its upstream runs were made with.
     """
+    try:
+        return _execute(subcommand, module, config, args, upstream_sha256)
+    finally:
+        _MODELS.clear()  # a model lives as long as its phase
+
+
+def _execute(
+    subcommand: str,
+    module: ModuleType,
+    config: ResolvedConfig,
+    args: argparse.Namespace,
+    upstream_sha256: str | None,
+) -> int:
     started = time.monotonic()
+    # A bad --executor / --ray_address is a usage error (exit 2) before any work.
+    executor = make_executor(executor_spec(args), args.workers)
     out_root = Path(args.out_root)
     check_creatable(out_root)  # a file in the way or no write access: exit 2 before any work
     stage = module.STAGE
@@ -266,7 +317,7 @@ def execute(
     )
     check_upstream_weights(deps, config.data)
     run_id = make_run_id(args.run_id_mode, config.bytes, stage, out_root)
-    ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args)
+    ctx = PhaseContext(subcommand, stage, config, run_id, out_root, deps, args, executor=executor)
     existing = out_root / run_id
     # The contract (spec/14) reopens an existing run only with --allow_resume, and never a complete one.
     if module.PRODUCES_RUN and (existing / RECORD).is_file():

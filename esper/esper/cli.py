@@ -13,13 +13,14 @@ from esper.rundirs import add_resume_flag, default_run_dir, open_run
 from esper.simic.calibrate import PHASE as CALIBRATE_PHASE
 from esper.simic.calibrate import calibrate
 from esper.simic.figures import plot_training
+from esper.simic.seeds import seed_list, train_seeds
 from esper.simic.train import PHASE as TAMIYO_PHASE
 from esper.simic.train import train_tamiyo
 from esper.tamiyo import POLICIES
 from esper.train_host import PHASE, train_host
 from esper.utils.data import load_task_data
 from esper.utils.plots import plot_run
-from labkit.cli import run_cli
+from labkit.cli import add_executor_flags, bounded_int, run_cli
 from labkit.errors import ConfigError, MissingInputError
 from labkit.rundir import RunDir, check_creatable
 
@@ -113,13 +114,25 @@ def cmd_train_tamiyo(args: argparse.Namespace) -> int:
         raise ConfigError("--pause_at must be at least 1")
     if args.workers is not None:
         args.overrides = [*args.overrides, f"ppo.workers={args.workers}"]
-    cfg = load_esper_config(args.config, args.overrides)
+    seeds = [f"seed={args.seeds[0]}"] if args.seeds else []
+    cfg = load_esper_config(args.config, [*args.overrides, *seeds])
     if "ppo" not in cfg:
         raise ConfigError(f"{args.config} has no ppo block; use a ppo_*.yaml config")
     if cfg["ppo"]["backend"] != "cleanrl":
         raise ConfigError(
             "train-tamiyo trains the cleanrl backend; the sb3 MaskablePPO cross-check is "
             "bench/crosscheck_sb3.py (no labkit pause/resume there)"
+        )
+    if args.seeds:
+        if args.pause_at is not None:
+            raise ConfigError(
+                "--pause_at is for one seed; pause --seeds runs with control/pause.request"
+            )
+        args.run_dir = args.run_dir or default_run_dir("train-tamiyo", Path(args.config).stem)
+        return train_seeds(args)
+    if args.executor is not None or args.ray_address is not None or args.seed_workers != 1:
+        raise ConfigError(
+            "--executor, --ray_address and --seed_workers run several --seeds; give --seeds"
         )
     cfg, data, run = _start(args, TAMIYO_PHASE, "train-tamiyo")
     with run.running():
@@ -180,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
                 type=int,
                 help="shorthand for ppo.workers=N: rollout worker processes (same logs for any N)",
             )
+            c.add_argument(
+                "--seeds",
+                type=seed_list,
+                help="train one Tamiyo per seed (e.g. 0,1,2), each in <run_dir>/seeds/seed<S>/, "
+                "with <run_dir>/seeds_summary.json; the runs go to --executor",
+            )
+            c.add_argument(
+                "--seed_workers",
+                type=bounded_int(1, 256),
+                default=1,
+                help="with --seeds and the local executor: seeds trained at once in local processes",
+            )
+            add_executor_flags(c)
         c.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. ppo.episodes=8")
         c.set_defaults(func=func)
     add_evaluate_parser(sub)

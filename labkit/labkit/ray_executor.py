@@ -1,8 +1,8 @@
 """RayExecutor: a sweep's runs as Ray tasks on a cluster, behind the same `Executor` interface.
 
 Imported only when the ray executor is chosen (`labkit.executors` loads it on first use), so no
-other path imports ray. Each run is one Ray task in a fresh worker process (as LocalExecutor's
-spawned workers) writing its own run directory, which must lie on storage every node sees.
+other path imports ray. Each run is one Ray task writing its own run directory, which must lie on
+storage every node sees.
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ def _run_on_node(payload: bytes, sys_path: list[str]) -> RunOutcome:
 class RayExecutor:
     """Runs each task as a Ray task (`resources_per_run` each), retried `max_retries` times if its worker dies.
 
-    Each run gets a fresh worker process unless `fresh_worker` is False (then a worker serves
-    several runs, sparing each run's start-up and imports).
+    A worker process serves several runs in turn (sparing each run its interpreter start and
+    imports, about 3 s), unless `fresh_worker` is True: then each run gets a new process, as with
+    LocalExecutor. Reuse is the default because every run function of the four systems first sets
+    its own seeds, threads and determinism flags and keeps its state in its run directory (the
+    Ray tests check the bytes on reused workers); choose fresh workers for a run function that
+    leaves state behind in its process.
     `address` is "auto" (the cluster `ray start` made on this machine), "local" (a private
     single-machine cluster for this call), or the head of a cluster this machine belongs to
     ("HEAD_HOST:6379"; Ray Client `ray://` addresses need the ray[client] extra, not installed).
@@ -65,7 +69,7 @@ class RayExecutor:
         address: str = "auto",
         resources_per_run: Mapping[str, float] | None = None,
         max_retries: int = 3,
-        fresh_worker: bool = True,
+        fresh_worker: bool = False,
     ):
         resources = dict(resources_per_run or {"CPU": 1, "GPU": 0})
         bad = {k: v for k, v in resources.items() if not isinstance(v, (int, float)) or v < 0}
@@ -144,8 +148,8 @@ class RayExecutor:
         on_start: Callable[[RunTask], None],
         on_done: Callable[[RunOutcome], None],
     ) -> None:
-        # A fresh worker process per run (max_calls=1) as LocalExecutor: no run inherits another's
-        # seeds, threads, caches or memory; fresh_worker=False saves each run's imports instead.
+        # fresh_worker: a new worker process per run (max_calls=1), so no run inherits another's
+        # seeds, threads, caches or memory; by default (0: no limit) a worker's imports serve many runs.
         calls = 1 if self.fresh_worker else 0
         remote = ray.remote(max_calls=calls)(_run_on_node).options(**self._options())
         sys_path = list(sys.path)

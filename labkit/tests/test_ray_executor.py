@@ -140,7 +140,7 @@ def test_executor_block_and_flags_choose_the_executor():
     assert isinstance(built, RayExecutor)
     assert (built.address, built.resources, built.max_retries) == ("local", {"CPU": 2, "GPU": 0}, 3)
     assert (
-        built.fresh_worker and not make_executor({**ray_block, "fresh_worker": False}).fresh_worker
+        not built.fresh_worker and make_executor({**ray_block, "fresh_worker": True}).fresh_worker
     )
     local = make_executor(
         plan("labkit.selfcheck:sweep_run", executor="local", workers=2).executor, 2

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 
 from avalanche_llm import canon
 from avalanche_llm.events.calibration import Calibration, fit_at_gain, taus_of
+from avalanche_llm.phase_tasks import run_units
 from avalanche_llm.raster.build import extract_rasters, occupancy
 from avalanche_llm.raster.nulls import (
     PERM,
@@ -20,6 +23,9 @@ from avalanche_llm.raster.nulls import (
 )
 from avalanche_llm.runs import PhaseContext
 from labkit.errors import ConfigError, MissingInputError
+
+if TYPE_CHECKING:
+    from avalanche_llm.model.loader import LoadedModel
 
 STAGE = "S04"
 NEEDS: tuple[str, ...] = ("S01", "S03")
@@ -59,6 +65,28 @@ def tau_rows(fits: dict, g: float, pipeline: dict) -> list[dict]:
     return rows
 
 
+def nulls_at_gain(lm: LoadedModel, x: dict[str, Any]) -> tuple[list[dict], dict]:
+    """One task: the tau rows of gain `x['g']` on the calibration slice, and the input-shuffle
+    rasters of the S03 conditions at that gain ({cond_id: raster})."""
+    p, cal, g = x["pipeline"], x["cal"], x["g"]
+    fits = fit_at_gain(lm, x["cal_windows"], cal, p, gain=g, batch_size=x["batch"])
+    if not x["conds"]:
+        return tau_rows(fits, g, p), {}
+    wanted = {(sd, rk) for _, sd, rk in x["conds"]}
+    taus = {k: v for k, v in taus_of(fits).items() if k in wanted}
+    out = extract_rasters(
+        lm,
+        x["shuffled"],
+        taus,
+        batch_size=x["batch"],
+        mu=cal.mu,
+        sigma=cal.sigma,
+        eps=p["eps"],
+        gain=g,
+    )
+    return tau_rows(fits, g, p), {c: out[sd, rk] for c, sd, rk in x["conds"]}
+
+
 def run(ctx: PhaseContext) -> None:
     """Tau grid on the calibration slice; perm, shift and input-shuffle nulls of every condition."""
     run, p = ctx.run, ctx.pipeline
@@ -78,33 +106,26 @@ def run(ctx: PhaseContext) -> None:
     gains = [float(g) for g in p["gain_grid"]]
     shuffled = shuffle_tokens(held.windows, run.run_id, seq_ids, seed)
     check_token_shuffle(held.windows, shuffled)
+    shared = {
+        "pipeline": p,
+        "cal": cal,
+        "cal_windows": cal_slice.windows,
+        "shuffled": shuffled,
+        "batch": batch,
+    }
+    units = []
+    for i, g in enumerate(gains):
+        at_g = conds[np.isclose(conds["g"], g)]
+        cells = zip(at_g["cond_id"], at_g["spike_def"], at_g["rate_key"], strict=True)
+        units.append((f"{i:02d}_g{g:g}", {**shared, "g": g, "conds": [*cells]}))
     A_shuffle = np.zeros_like(A)
     shuffled_conds: set[int] = set()
     taus_rows: list[dict] = []
-    with ctx.heartbeat(len(gains)) as hb:
-        for step, g in enumerate(gains):
-            fits = fit_at_gain(lm, cal_slice.windows, cal, p, gain=g, batch_size=batch)
-            taus_rows += tau_rows(fits, g, p)
-            at_g = conds[np.isclose(conds["g"], g)]
-            if len(at_g):
-                wanted = set(zip(at_g["spike_def"], at_g["rate_key"], strict=True))
-                taus = {k: v for k, v in taus_of(fits).items() if k in wanted}
-                out = extract_rasters(
-                    lm,
-                    shuffled,
-                    taus,
-                    batch_size=batch,
-                    mu=cal.mu,
-                    sigma=cal.sigma,
-                    eps=p["eps"],
-                    gain=g,
-                )
-                for c, sd, rk in zip(
-                    at_g["cond_id"], at_g["spike_def"], at_g["rate_key"], strict=True
-                ):
-                    A_shuffle[int(np.flatnonzero(cond_ids == c)[0])] = out[sd, rk]
-                    shuffled_conds.add(int(c))
-            hb.beat(step + 1)
+    for rows, part in run_units(ctx, f"{__name__}:nulls_at_gain", units):
+        taus_rows += rows
+        for c, A_c in part.items():
+            A_shuffle[int(np.flatnonzero(cond_ids == c)[0])] = A_c
+            shuffled_conds.add(int(c))
     if shuffled_conds != {int(c) for c in cond_ids}:
         raise ConfigError(
             "an S03 condition's gain is not on pipeline.gain_grid; no thresholds for it"
