@@ -9,6 +9,14 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# MLflow tracking (labkit/README.md, "Track runs in MLflow"): every demo below runs in its system's folder,
+# so a relative SQLite store (MLFLOW_TRACKING_URI=sqlite:///X.db) is made absolute here, at the root.
+ifeq ($(patsubst sqlite:///%,,$(MLFLOW_TRACKING_URI))$(filter sqlite:////%,$(MLFLOW_TRACKING_URI)),)
+ifneq ($(MLFLOW_TRACKING_URI),)
+export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/$(patsubst sqlite:///%,%,$(MLFLOW_TRACKING_URI))
+endif
+endif
+
 .PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream rehearse clean-venv
 
 setup: $(STAMP) pg

@@ -1,0 +1,227 @@
+"""What MLflow should show of a run, read from its files: params, tags, step logs, metrics, artifacts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labkit.jsonl import read_jsonl
+
+FIGURES = (".png", ".pdf", ".svg")
+TABLES = (".csv", ".tex", ".md", ".txt")
+# JSON files whose numbers are a run's final metrics: metrics.json, summary.json, eval_metrics.json, ...
+METRIC_STEMS = ("metrics", "summary", "results")
+# A record's own field that numbers its line, in the order tried; else the line's position is the step.
+STEP_KEYS = ("step", "update", "episode", "generation", "trial", "epoch")
+# The MLflow status of a run record's status: a paused run is KILLED until it resumes.
+STATUS = {
+    "started": "RUNNING",
+    "running": "RUNNING",
+    "paused": "KILLED",
+    "interrupted": "KILLED",
+    "complete": "FINISHED",
+    "failed": "FAILED",
+}
+
+
+@dataclass
+class RunView:
+    """One run as MLflow should show it; `record` is the JSON file that keeps the mirror's state."""
+
+    experiment: str
+    name: str
+    record: Path
+    status: str
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    metric_files: list[Path] = field(default_factory=list)
+    artifacts: list[Path] = field(default_factory=list)
+    root: Path | None = None  # artifacts keep their path relative to it
+    parent: Path | None = None  # the record of the parent run (a sweep's summary)
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dot.key, leaf) pairs of nested mappings; lists are leaves."""
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            yield from flatten(sub, f"{prefix}.{key}" if prefix else str(key))
+    elif prefix:
+        yield prefix, value
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in suffixes and p.is_file())
+
+
+def _metric_files(root: Path) -> list[Path]:
+    return [
+        p
+        for p in _files(root, (".json",))
+        if any(p.stem == s or p.stem.endswith(f"_{s}") for s in METRIC_STEMS)
+    ]
+
+
+def _heartbeat_line(beat: Mapping[str, Any]) -> dict[str, Any]:
+    # A heartbeat's own fields (pid, total, ETA) are bookkeeping; its metrics and speed are the news.
+    return {
+        "step": beat.get("step"),
+        "throughput_steps_per_s": beat.get("throughput_steps_per_s"),
+        **(beat.get("metrics") or {}),
+    }
+
+
+def _jsonl_logs(root: Path) -> dict[str, list[dict[str, Any]]]:
+    logs = {}
+    for path in sorted(root.rglob("*.jsonl")):
+        records = read_jsonl(path).records
+        if path.stem.endswith("_heartbeat"):
+            records = [_heartbeat_line(r) for r in records]
+        logs[path.relative_to(root).with_suffix("").as_posix()] = records
+    return logs
+
+
+def _common_tags(record: Mapping[str, Any], system: str) -> dict[str, Any]:
+    git = record.get("git") or {}
+    tags = {
+        "system": system,
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "mlflow.source.git.commit": git.get("commit"),
+        "rehearsal": record.get("rehearsal"),
+        "weights_sha256": next(
+            (v for k, v in flatten(record) if k.endswith("weights_sha256") and v), None
+        ),
+    }
+    for key, seed in (record.get("seeds") or {}).items():
+        tags[f"seed.{key}"] = seed
+    return tags
+
+
+def labkit_view(path: Path, system: str) -> RunView:
+    """A labkit RunDir: one MLflow run for all its phases, each phase's status a tag."""
+    record = read_json(path / "run_record.json")
+    phases = record.get("phases", {})
+    tags = _common_tags(record, system)
+    tags.update(config_hash=record.get("config_hash"), device=record.get("device"))
+    if phases:
+        tags["phase"] = max(phases, key=lambda p: phases[p]["updated_utc"])
+    tags.update({f"phase.{name}": p["status"] for name, p in phases.items()})
+    config = yaml.safe_load((path / "config_resolved.yaml").read_text(encoding="utf-8"))
+    return RunView(
+        experiment=system,
+        name=path.name,
+        record=path / "run_record.json",
+        status=STATUS[record["status"]],
+        params=dict(flatten(config)),
+        tags=tags,
+        steps=_jsonl_logs(path),
+        metric_files=_metric_files(path),
+        artifacts=[
+            *_files(path, FIGURES + TABLES),
+            path / "config_resolved.yaml",
+            path / "run_record.json",
+        ],
+        root=path,
+    )
+
+
+def avalanche_view(path: Path, system: str) -> RunView:
+    """An AvalancheLLM stage run (one folder per phase, its own run record format)."""
+    record = read_json(path / "run_record.json")
+    tags = _common_tags(record, system)
+    tags.update(
+        phase=record.get("phase_id"),
+        stage=record.get("stage_tag"),
+        config_hash=record.get("hashes", {}).get("config_sha256"),
+        model_role=record.get("model", {}).get("role"),
+    )
+    config = yaml.safe_load((path / "config_resolved.yaml").read_text(encoding="utf-8"))
+    return RunView(
+        experiment=system,
+        name=path.name,
+        record=path / "run_record.json",
+        status=STATUS[record["stage_status"]],
+        params=dict(flatten(config)),
+        tags=tags,
+        steps=_jsonl_logs(path),
+        metric_files=_metric_files(path),
+        artifacts=[
+            *_files(path, FIGURES + TABLES),
+            path / "config_resolved.yaml",
+            path / "run_record.json",
+        ],
+        root=path,
+    )
+
+
+def dream_view(manifest: Path, system: str) -> RunView:
+    """A D-REAM run: its manifest, the candidate packs it wrote (one trial each) and its generations."""
+    record = read_json(manifest)
+    run_id = record["run_id"]
+    artifacts = manifest.parent.parent
+    packs = [
+        pack
+        for pack in (read_json(p) for p in sorted(artifacts.glob("candidates/*/*.json")))
+        if pack.get("run_id") == run_id
+    ]
+    packs.sort(key=lambda p: (p["generation"], p["domain"], p["cand_id"]))
+    trials = [
+        {"trial": i, "domain": p["domain"], "aggregate": p["aggregate"], "regimes": p["regimes"]}
+        for i, p in enumerate(packs)
+    ]
+    generations = [
+        line
+        for log in sorted(artifacts.glob("domain_evolution/*.jsonl"))
+        for line in read_jsonl(log).records
+        if line.get("run_id") == run_id and "generation" in line
+    ]
+    tags = _common_tags(record, system)
+    tags.update(phase=record.get("command"), config_hash=record.get("config_sha256"))
+    tags["profile"] = record.get("profile")
+    return RunView(
+        experiment=system,
+        name=run_id,
+        record=manifest,
+        status=STATUS[record["status"]],
+        params={"profile": record.get("profile"), **dict(flatten(record.get("settings", {})))},
+        tags=tags,
+        steps={"trials": trials, "generations": generations},
+        artifacts=[
+            *sorted(artifacts.glob("reports/*.png")),
+            *sorted(artifacts.glob("reports/*.txt")),
+            manifest,
+        ],
+        root=artifacts,
+    )
+
+
+def sweep_view(summary: Path, system: str) -> tuple[RunView, list[Path]]:
+    """A sweep's parent run (its summary) and the run folders of its children."""
+    doc = read_json(summary)
+    counts = doc.get("counts", {})
+    view = RunView(
+        experiment=system,
+        name=doc["sweep_name"],
+        record=summary,
+        status=STATUS[doc["status"]],
+        params={"entry": doc.get("entry"), "n_runs": doc.get("n_runs")},
+        tags={"system": system, "phase": "sweep", "config_hash": doc.get("spec_hash")},
+        steps={},
+        metric_files=[],
+        artifacts=[summary],
+        root=summary.parent,
+    )
+    view.tags.update({f"runs.{k}": v for k, v in counts.items()})
+    children = [summary.parent / r["run_dir"] for r in doc.get("runs", [])]
+    return view, [c for c in children if (c / "run_record.json").is_file()]
