@@ -44,9 +44,6 @@ def mirror_runs(uri: str, system: str, noted: Mapping[Path, str]) -> list[str]:
     """Mirror the noted runs (sweeps first, with their runs as children); return the failures."""
     for key, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    # MLflow's INFO lines (creating tables, migrations) would read as the command's own output.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     mirror = _Mirror(uri)
     failures: list[str] = []
     done: set[Path] = set()
@@ -104,6 +101,10 @@ class _Mirror:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
+            # MLflow's INFO lines (creating tables, migrations) would read as the command's own
+            # output; importing mlflow set its level, so this comes after the import.
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
+            logging.getLogger("alembic").setLevel(logging.WARNING)
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
