@@ -63,18 +63,12 @@ def command(argv: list[str]) -> int:
     return exit_info.value.code
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory) -> str:
-    """One SQLite store for the module: making a store runs MLflow's migrations, which take seconds."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlruns.db'}"
-
-
 @pytest.fixture
-def store(shared_store, monkeypatch) -> str:
-    """The shared store, switched on through the environment variable (undone after the test)."""
+def store(mlflow_store, monkeypatch) -> str:
+    """The session's store (root conftest), switched on through the variable (undone after the test)."""
     monkeypatch.syspath_prepend(str(HERE))
-    monkeypatch.setenv(ENV, shared_store)
-    return shared_store
+    monkeypatch.setenv(ENV, mlflow_store)
+    return mlflow_store
 
 
 def client(uri: str):
@@ -165,9 +159,9 @@ def test_a_broken_store_leaves_the_run_complete_and_the_reason_in_its_record(
     )
 
 
-def test_the_track_flag_switches_tracking_on_with_a_uri(tmp_path, monkeypatch, shared_store):
+def test_the_track_flag_switches_tracking_on_with_a_uri(tmp_path, monkeypatch, mlflow_store):
     monkeypatch.setenv(ENV, "")  # off, and restored after the test whatever --track sets
-    uri = shared_store
+    uri = mlflow_store
     assert command(["--run_dir", str(tmp_path / "r"), "--track", f"mlflow:{uri}"]) == 0
     state = tracking(tmp_path / "r")
     assert state["status"] == "ok" and state["uri"] == uri

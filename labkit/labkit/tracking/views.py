@@ -14,10 +14,12 @@ from labkit.jsonl import read_jsonl
 
 FIGURES = (".png", ".pdf", ".svg")
 TABLES = (".csv", ".tex", ".md", ".txt")
-# JSON files whose numbers are a run's final metrics: metrics.json, summary.json, eval_metrics.json, ...
+# JSON files whose numbers are a run's final metrics: metrics.json, summary.json, eval_metrics.json,
+# and any JSON file in a metrics/ or results/ folder.
 METRIC_STEMS = ("metrics", "summary", "results")
-# A record's own field that numbers its line, in the order tried; else the line's position is the step.
-STEP_KEYS = ("step", "update", "episode", "generation", "trial", "epoch")
+# A record's own counter that numbers its line, in the order tried; else the line's position is the
+# step. Episode and epoch are left out: they repeat within a log (an epoch per episode, steps per epoch).
+STEP_KEYS = ("step", "global_step", "update", "trial", "generation")
 # The MLflow status of a run record's status: a paused run is KILLED until it resumes.
 STATUS = {
     "started": "RUNNING",
@@ -68,7 +70,11 @@ def _metric_files(root: Path) -> list[Path]:
     return [
         p
         for p in _files(root, (".json",))
-        if any(p.stem == s or p.stem.endswith(f"_{s}") for s in METRIC_STEMS)
+        if not p.stem.endswith("_progress")  # a resumable phase's bookkeeping, not a result
+        and (
+            any(p.stem == s or p.stem.endswith(f"_{s}") for s in METRIC_STEMS)
+            or any(part in METRIC_STEMS for part in p.relative_to(root).parts[:-1])
+        )
     ]
 
 
@@ -170,36 +176,37 @@ def dream_view(manifest: Path, system: str) -> RunView:
     record = read_json(manifest)
     run_id = record["run_id"]
     artifacts = manifest.parent.parent
-    packs = [
-        pack
-        for pack in (read_json(p) for p in sorted(artifacts.glob("candidates/*/*.json")))
+    packs = {
+        path: pack
+        for path, pack in ((p, read_json(p)) for p in sorted(artifacts.glob("candidates/*/*.json")))
         if pack.get("run_id") == run_id
-    ]
-    packs.sort(key=lambda p: (p["generation"], p["domain"], p["cand_id"]))
-    trials = [
-        {"trial": i, "domain": p["domain"], "aggregate": p["aggregate"], "regimes": p["regimes"]}
-        for i, p in enumerate(packs)
-    ]
-    generations = [
-        line
-        for log in sorted(artifacts.glob("domain_evolution/*.jsonl"))
-        for line in read_jsonl(log).records
-        if line.get("run_id") == run_id and "generation" in line
-    ]
+    }
+    steps: dict[str, list[dict[str, Any]]] = {}
+    for pack in sorted(packs.values(), key=lambda p: (p["generation"], p["cand_id"])):
+        trials = steps.setdefault(f"trials/{pack['domain']}", [])
+        trials.append({"trial": len(trials), "generation": pack["generation"], **pack["aggregate"]})
+    for log in sorted(artifacts.glob("domain_evolution/*.jsonl")):
+        lines = [r for r in read_jsonl(log).records if r.get("run_id") == run_id]
+        if lines:
+            steps[f"generations/{log.stem.removesuffix('_evolution')}"] = lines
     tags = _common_tags(record, system)
-    tags.update(phase=record.get("command"), config_hash=record.get("config_sha256"))
-    tags["profile"] = record.get("profile")
+    tags.update(
+        phase=record.get("command"),
+        config_hash=record.get("config_sha256"),
+        profile=record["profile"],
+    )
     return RunView(
         experiment=system,
         name=run_id,
         record=manifest,
         status=STATUS[record["status"]],
-        params={"profile": record.get("profile"), **dict(flatten(record.get("settings", {})))},
+        params={"profile": record["profile"], **dict(flatten(record.get("settings", {})))},
         tags=tags,
-        steps={"trials": trials, "generations": generations},
+        steps=steps,
         artifacts=[
             *sorted(artifacts.glob("reports/*.png")),
             *sorted(artifacts.glob("reports/*.txt")),
+            *packs,
             manifest,
         ],
         root=artifacts,
