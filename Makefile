@@ -17,7 +17,7 @@ export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/$(patsubst sqlite:///%,%,$(MLF
 endif
 endif
 
-.PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream rehearse clean-venv
+.PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream rehearse mlflow-ui clean-venv
 
 setup: $(STAMP) pg
 
@@ -109,6 +109,17 @@ rehearse: $(STAMP)
 	  ../$(PY) -m esper evaluate --config configs/eval_cifar10.yaml --episodes 2 \
 	    --policies ppo:$$out/tamiyo,heuristic,random --run_dir $$out/eval $(ESPER_REHEARSE) && \
 	  ../$(PY) -m labkit.zoo check-rehearsal $$out
+
+# The MLflow web UI on a tracking store (labkit/README.md, "Track runs in MLflow"). The full mlflow package of
+# this version wants pyarrow<26 and the project pins 26, so it gets its own environment, made on first use; it is
+# the version of the pinned mlflow-skinny client, so it reads the store's schema.
+MLFLOW_VERSION := $(shell sed -n 's/^mlflow-skinny==//p' constraints.txt)
+MLFLOW_UI_VENV := .venv-mlflow
+MLFLOW_STORE ?= sqlite:///mlruns.db
+mlflow-ui:
+	@[ -x $(MLFLOW_UI_VENV)/bin/mlflow ] || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \
+	  $(MLFLOW_UI_VENV)/bin/pip install -q mlflow==$(MLFLOW_VERSION); }
+	$(MLFLOW_UI_VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_STORE)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -34,7 +34,7 @@ def test_a_train_run_lands_with_params_loss_curve_calibration_and_record(
     assert run.data.params["train.steps"] == "4" and run.data.params["repair.rank"] == "32"
     # the weights the run trained on, and the loss curve from logs/train.jsonl
     assert len(run.data.tags["weights_sha256"]) == 64
-    history = client.get_metric_history(run.info.run_id, "logs/train.loss")
+    history = client.get_metric_history(run.info.run_id, "logs/train.losses.total")
     assert [m.step for m in history] == [1, 2, 3, 4]
     assert any(k.startswith("metrics/calibration.metrics.") for k in run.data.metrics)
     files = {a.path for a in client.list_artifacts(run.info.run_id)}

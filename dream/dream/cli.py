@@ -260,7 +260,7 @@ def _genome_changes(text: str) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "debug", "regimes", "caps", "out_root"}
+    skip = {"command", "debug", "regimes", "caps", "out_root", "track"}  # track: where, not what
     out = {k: v for k, v in vars(args).items() if k not in skip}
     if "storage" in out:  # a manifest must not keep a database password
         from dream.search import safe_url

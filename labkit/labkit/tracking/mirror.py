@@ -21,7 +21,7 @@ from labkit.atomic import atomic_write_json
 from labkit.executors import error_line
 from labkit.rundir import sha256_file, utc_now
 from labkit.tracking.views import (
-    STEP_KEYS,
+    STEP_KEY,
     RunView,
     avalanche_view,
     dream_view,
@@ -50,14 +50,17 @@ def mirror_runs(uri: str, system: str, noted: Mapping[Path, str]) -> list[str]:
     for path, kind in sorted(noted.items(), key=lambda item: item[1] != "sweep"):
         if path in done:
             continue
-        if kind == "sweep":
-            view, children = sweep_view(path, system)
-            parent = mirror.sync(view, None, failures)
-            for child in children:
-                mirror.sync(labkit_view(child, system), parent, failures)
-                done.add(child)
-        else:
-            mirror.sync(VIEWS[kind](path, system), None, failures)
+        try:  # a run whose files cannot be read is reported; the others are still mirrored
+            if kind == "sweep":
+                view, children = sweep_view(path, system)
+                parent = mirror.sync(view, None, failures)
+                for child in children:
+                    mirror.sync(labkit_view(child, system), parent, failures)
+                    done.add(child)
+            else:
+                mirror.sync(VIEWS[kind](path, system), None, failures)
+        except (OSError, ValueError, KeyError) as exc:
+            failures.append(f"{path}: cannot read the run: {error_line(exc)}")
     return failures
 
 
@@ -78,10 +81,8 @@ def numbers(record: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
 
 
 def _step(record: Mapping[str, Any], line: int) -> int:
-    for key in STEP_KEYS:
-        if isinstance(record.get(key), int) and not isinstance(record.get(key), bool):
-            return record[key]
-    return line
+    step = record.get(STEP_KEY)
+    return step if isinstance(step, int) and not isinstance(step, bool) else line
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -171,7 +172,7 @@ class _Mirror:
                 Metric(key, value, now, _step(rec, line))
                 for line, rec in enumerate(records[sent:], start=sent)
                 for key, value in numbers(rec, name)
-                if key.rsplit(".", 1)[-1] not in STEP_KEYS
+                if key.rsplit(".", 1)[-1] != STEP_KEY
             ]
             for batch in _chunks(metrics, MAX_METRICS):
                 client.log_batch(run_id, metrics=batch)

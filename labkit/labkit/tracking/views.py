@@ -17,9 +17,9 @@ TABLES = (".csv", ".tex", ".md", ".txt")
 # JSON files whose numbers are a run's final metrics: metrics.json, summary.json, eval_metrics.json,
 # and any JSON file in a metrics/ or results/ folder.
 METRIC_STEMS = ("metrics", "summary", "results")
-# A record's own counter that numbers its line, in the order tried; else the line's position is the
-# step. Episode and epoch are left out: they repeat within a log (an epoch per episode, steps per epoch).
-STEP_KEYS = ("step", "global_step", "update", "trial", "generation")
+# A log line's step is its `step` field (training logs, heartbeats), else its position in the log: other
+# counters (update, episode, epoch) repeat within a log whose lines interleave environments or episodes.
+STEP_KEY = "step"
 # The MLflow status of a run record's status: a paused run is KILLED until it resumes.
 STATUS = {
     "started": "RUNNING",
@@ -184,7 +184,7 @@ def dream_view(manifest: Path, system: str) -> RunView:
     steps: dict[str, list[dict[str, Any]]] = {}
     for pack in sorted(packs.values(), key=lambda p: (p["generation"], p["cand_id"])):
         trials = steps.setdefault(f"trials/{pack['domain']}", [])
-        trials.append({"trial": len(trials), "generation": pack["generation"], **pack["aggregate"]})
+        trials.append({"generation": pack["generation"], **pack["aggregate"]})
     for log in sorted(artifacts.glob("domain_evolution/*.jsonl")):
         lines = [r for r in read_jsonl(log).records if r.get("run_id") == run_id]
         if lines:
