@@ -18,7 +18,7 @@ from labkit.cli import run_cli
 from labkit.errors import EXIT_PAUSED, EXIT_RUN_EXISTS, Paused
 from labkit.jsonl import append_jsonl, read_jsonl
 from labkit.rundir import RunDir
-from labkit.tracking import ENV, parse_track
+from labkit.tracking import ENV, add_track_flag, parse_track
 
 HERE = Path(__file__).resolve().parent
 ENTRY = "test_tracking:tracked_run"
@@ -169,7 +169,7 @@ def test_the_track_flag_switches_tracking_on_with_a_uri(tmp_path, monkeypatch, m
     assert client(uri).get_run(state["run_id"]).data.metrics["metrics.eval.acc"] == 0.5
 
 
-def test_track_values(tmp_path):
+def test_track_values():
     assert parse_track("mlflow").startswith("sqlite:///") and parse_track("mlflow").endswith(
         "/mlruns.db"
     )
@@ -177,6 +177,13 @@ def test_track_values(tmp_path):
     for bad in ("wandb", "mlflow:", "tensorboard:x"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_track(bad)
+    # before or after a subcommand (esper, dream, avalanche_llm have them), and absent
+    parser = argparse.ArgumentParser()
+    parser.add_subparsers(dest="command").add_parser("run")
+    add_track_flag(parser)
+    assert parser.parse_args(["run"]).track is None
+    assert parser.parse_args(["--track", "mlflow:a", "run"]).track == "a"
+    assert parser.parse_args(["run", "--track", "mlflow:b"]).track == "b"
 
 
 def test_a_sweep_is_a_parent_run_with_its_runs_as_children(tmp_path, store):

@@ -45,7 +45,6 @@ class RunView:
     metric_files: list[Path] = field(default_factory=list)
     artifacts: list[Path] = field(default_factory=list)
     root: Path | None = None  # artifacts keep their path relative to it
-    parent: Path | None = None  # the record of the parent run (a sweep's summary)
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -114,21 +113,14 @@ def _common_tags(record: Mapping[str, Any], system: str) -> dict[str, Any]:
     return tags
 
 
-def labkit_view(path: Path, system: str) -> RunView:
-    """A labkit RunDir: one MLflow run for all its phases, each phase's status a tag."""
-    record = read_json(path / "run_record.json")
-    phases = record.get("phases", {})
-    tags = _common_tags(record, system)
-    tags.update(config_hash=record.get("config_hash"), device=record.get("device"))
-    if phases:
-        tags["phase"] = max(phases, key=lambda p: phases[p]["updated_utc"])
-    tags.update({f"phase.{name}": p["status"] for name, p in phases.items()})
+def _folder_view(path: Path, system: str, status: str, tags: dict[str, Any]) -> RunView:
+    # A run folder with run_record.json and config_resolved.yaml beside its logs, metrics and figures.
     config = yaml.safe_load((path / "config_resolved.yaml").read_text(encoding="utf-8"))
     return RunView(
         experiment=system,
         name=path.name,
         record=path / "run_record.json",
-        status=STATUS[record["status"]],
+        status=STATUS[status],
         params=dict(flatten(config)),
         tags=tags,
         steps=_jsonl_logs(path),
@@ -140,6 +132,18 @@ def labkit_view(path: Path, system: str) -> RunView:
         ],
         root=path,
     )
+
+
+def labkit_view(path: Path, system: str) -> RunView:
+    """A labkit RunDir: one MLflow run for all its phases, each phase's status a tag."""
+    record = read_json(path / "run_record.json")
+    phases = record.get("phases", {})
+    tags = _common_tags(record, system)
+    tags.update(config_hash=record.get("config_hash"), device=record.get("device"))
+    if phases:
+        tags["phase"] = max(phases, key=lambda p: phases[p]["updated_utc"])
+    tags.update({f"phase.{name}": p["status"] for name, p in phases.items()})
+    return _folder_view(path, system, record["status"], tags)
 
 
 def avalanche_view(path: Path, system: str) -> RunView:
@@ -152,23 +156,7 @@ def avalanche_view(path: Path, system: str) -> RunView:
         config_hash=record.get("hashes", {}).get("config_sha256"),
         model_role=record.get("model", {}).get("role"),
     )
-    config = yaml.safe_load((path / "config_resolved.yaml").read_text(encoding="utf-8"))
-    return RunView(
-        experiment=system,
-        name=path.name,
-        record=path / "run_record.json",
-        status=STATUS[record["stage_status"]],
-        params=dict(flatten(config)),
-        tags=tags,
-        steps=_jsonl_logs(path),
-        metric_files=_metric_files(path),
-        artifacts=[
-            *_files(path, FIGURES + TABLES),
-            path / "config_resolved.yaml",
-            path / "run_record.json",
-        ],
-        root=path,
-    )
+    return _folder_view(path, system, record["stage_status"], tags)
 
 
 def dream_view(manifest: Path, system: str) -> RunView:
