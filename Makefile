@@ -9,7 +9,15 @@ FOLDERS := labkit cachemedicpp avalanche_llm esper dream
 DEB_PACKAGES := stress-ng fio chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream rehearse clean-venv
+# MLflow tracking (labkit/README.md, "Track runs in MLflow"): every demo below runs in its system's folder,
+# so a relative SQLite store (MLFLOW_TRACKING_URI=sqlite:///X.db) is made absolute here, at the root.
+ifeq ($(patsubst sqlite:///%,,$(MLFLOW_TRACKING_URI))$(filter sqlite:////%,$(MLFLOW_TRACKING_URI)),)
+ifneq ($(MLFLOW_TRACKING_URI),)
+export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/$(patsubst sqlite:///%,%,$(MLFLOW_TRACKING_URI))
+endif
+endif
+
+.PHONY: setup pg test lint demo demo-labkit demo-cachemedicpp demo-avalanche demo-esper demo-dream rehearse mlflow-ui clean-venv
 
 setup: $(STAMP) pg
 
@@ -101,6 +109,17 @@ rehearse: $(STAMP)
 	  ../$(PY) -m esper evaluate --config configs/eval_cifar10.yaml --episodes 2 \
 	    --policies ppo:$$out/tamiyo,heuristic,random --run_dir $$out/eval $(ESPER_REHEARSE) && \
 	  ../$(PY) -m labkit.zoo check-rehearsal $$out
+
+# The MLflow web UI on a tracking store (labkit/README.md, "Track runs in MLflow"). The full mlflow package of
+# this version wants pyarrow<26 and the project pins 26, so it gets its own environment, made on first use; it is
+# the version of the pinned mlflow-skinny client, so it reads the store's schema.
+MLFLOW_VERSION := $(shell sed -n 's/^mlflow-skinny==//p' constraints.txt)
+MLFLOW_UI_VENV := .venv-mlflow
+MLFLOW_STORE ?= sqlite:///mlruns.db
+mlflow-ui:
+	@[ -x $(MLFLOW_UI_VENV)/bin/mlflow ] || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \
+	  $(MLFLOW_UI_VENV)/bin/pip install -q mlflow==$(MLFLOW_VERSION); }
+	$(MLFLOW_UI_VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_STORE)
 
 clean-venv:
 	rm -rf $(VENV)

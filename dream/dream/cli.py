@@ -18,6 +18,7 @@ from rich.table import Table
 from dream.config import DEFAULT_CAPS, DEFAULT_REGIMES, DreamConfig, load_config
 from labkit.cli import bounded_int, run_cli
 from labkit.errors import ConfigError, MissingInputError
+from labkit.tracking import note as note_for_tracking
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -259,7 +260,7 @@ def _genome_changes(text: str) -> dict[str, Any]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"command", "debug", "regimes", "caps", "out_root"}
+    skip = {"command", "debug", "regimes", "caps", "out_root", "track"}  # track: where, not what
     out = {k: v for k, v in vars(args).items() if k not in skip}
     if "storage" in out:  # a manifest must not keep a database password
         from dream.search import safe_url
@@ -526,6 +527,9 @@ def main(args: argparse.Namespace) -> int:
     roots = args.out_root or [Path("runs") / socket.gethostname().split(".")[0]]
     for root in roots:
         out = render_report(root, generation=args.generation, domains=args.domains, console=console)
+        # With tracking on, the tables and figures join the tree's latest run in MLflow.
+        for manifest in sorted((Path(root) / "artifacts" / "manifests").glob("*.json"))[-1:]:
+            note_for_tracking(manifest, "dream")
         console.print(f"table: {out['table']}")
         for domain, path in out["figures"].items():
             console.print(f"figure ({domain}): {path}")

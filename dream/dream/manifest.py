@@ -23,6 +23,7 @@ from dream.workloads import supports_o_direct
 from labkit.atomic import atomic_write_json
 from labkit.errors import LabkitError, Paused, RunExistsError
 from labkit.rundir import git_state, utc_now
+from labkit.tracking import note as note_for_tracking
 
 MANIFEST_SCHEMA = "dream_manifest.v1"
 LOCK = "dream.lock"
@@ -128,6 +129,7 @@ class Manifest:
     def running(self) -> Iterator[Manifest]:
         """Write it now; mark it complete, paused or failed when the block ends."""
         self.update()
+        note_for_tracking(self.path, "dream")
         try:
             yield self
         except Paused:

@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from labkit.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, LabkitError, Paused, os_error_exit
 from labkit.rehearsal import ENV, enable_rehearsal, rehearsal_active
+from labkit.tracking import add_track_flag, enable, finish
 
 EXIT_INTERRUPTED = 130
 
@@ -58,12 +59,25 @@ def _one_line_usage_errors(parser: argparse.ArgumentParser) -> None:
                 _one_line_usage_errors(sub)
 
 
+def _system(main: Callable[..., object]) -> str:
+    """The package a command belongs to (`esper`, `dream`, ...): where its `main` is defined."""
+    module = main.__module__
+    if module == "__main__":  # `python -m package.module`: the module's real name is in its spec
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return module.split(".")[0]
+
+
 def run_cli(
     parser: argparse.ArgumentParser,
     main: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
 ) -> NoReturn:
-    """Parse `argv`, call `main(args)` and exit; `--debug` shows tracebacks instead of one line."""
+    """Parse `argv`, call `main(args)` and exit; `--debug` shows tracebacks instead of one line.
+
+    With `--track mlflow[:URI]` (or MLFLOW_TRACKING_URI), the runs the command opened are mirrored to
+    MLflow once it has ended, whatever its outcome; a tracking failure never changes the exit code.
+    """
     if not any(a.dest == "debug" for a in parser._actions):
         parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     if not any(a.dest == "rehearse" for a in parser._actions):
@@ -72,9 +86,12 @@ def run_cli(
             action="store_true",
             help=f"rehearse on tiny offline replicas of every hub model and data set (= {ENV}=1)",
         )
+    add_track_flag(parser)
     _one_line_usage_errors(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
+    if args.track:
+        enable(args.track)
     try:
         if args.rehearse:
             enable_rehearsal()
@@ -107,4 +124,5 @@ def run_cli(
                 file=sys.stderr,
             )
             code = EXIT_FAILURE
+    finish(system=_system(main))
     sys.exit(EXIT_OK if code is None else code)

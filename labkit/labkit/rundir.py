@@ -22,6 +22,7 @@ from labkit.config import canonical_yaml, config_hash, parse_yaml
 from labkit.errors import LabkitError, MissingInputError, OutputPathError, Paused, RunExistsError
 from labkit.rehearsal import ENV as REHEARSAL_ENV
 from labkit.rehearsal import rehearsal_active
+from labkit.tracking import note as note_for_tracking
 
 RECORD = "run_record.json"
 CONFIG = "config_resolved.yaml"
@@ -142,6 +143,7 @@ class RunDir:
         run = cls(path, phase)
         if not (run.path / RECORD).is_file():
             raise MissingInputError(f"not a run directory (no {RECORD}): {run.path}")
+        note_for_tracking(run.path, "labkit")
         return run
 
     @classmethod
@@ -258,6 +260,7 @@ class RunDir:
         }
         self.record["status"] = "started"
         self._save()
+        note_for_tracking(self.path, "labkit")
 
     # -- record --------------------------------------------------------------------------------
     @property

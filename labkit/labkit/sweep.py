@@ -35,6 +35,7 @@ from labkit.executors import (
 from labkit.heartbeat import Heartbeat
 from labkit.rundir import utc_now
 from labkit.sweep_view import live_sweep
+from labkit.tracking import note as note_for_tracking
 
 ConfigCheck = Callable[[dict[str, Any]], None] | Mapping[str, Any] | str | os.PathLike
 # Folders of the sweep directory itself, so no run may take these names.
@@ -196,6 +197,8 @@ class _Ledger:
 
     def __init__(self, plan: SweepPlan, path: Path, entry: str, previous: Mapping[str, Any] | None):
         self.plan, self.path, self.entry = plan, path, entry
+        # The MLflow mirror's state (labkit.tracking): a resumed sweep stays the same parent run.
+        self.tracking = (previous or {}).get("tracking")
         old = {r["name"]: r for r in (previous or {}).get("runs", [])}
         self.runs: dict[str, dict[str, Any]] = {}
         for spec in plan.runs:
@@ -257,6 +260,7 @@ class _Ledger:
             "n_runs": len(self.runs),
             "counts": counts,
             "runs": list(self.runs.values()),
+            **({"tracking": self.tracking} if self.tracking else {}),
         }
         atomic_write_json(self.path, doc)
         return doc
@@ -333,6 +337,7 @@ def run_sweep(
         previous = _previous(plan, sweep_dir, summary, resume=resume, force=force)
         label = entry if isinstance(entry, str) else f"{entry.__module__}:{entry.__qualname__}"
         ledger = _Ledger(plan, summary, label, previous)
+        note_for_tracking(summary, "sweep")
         return _execute(plan, entry, executor, sweep_dir, ledger)
     finally:
         lock.release()

@@ -28,6 +28,7 @@ from labkit.atomic import (
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
 from labkit.rehearsal import rehearsal_active
 from labkit.rundir import environment, git_state, sha256_file, utc_now
+from labkit.tracking import note as note_for_tracking
 
 RECORD = canon.output("RUN_RECORD_JSON")
 CONFIG = canon.output("CONFIG_RESOLVED_YAML")
@@ -127,12 +128,14 @@ class StageRun(RunArtifacts):
                     f"(LABKIT_REHEARSAL); not resuming it the other way"
                 )
             created = old["created_utc"]
+            kept = {"tracking": old["tracking"]} if "tracking" in old else {}
             remove_stale_temps(path)  # what the dead attempt's atomic writes left half-done
         elif path.exists():
             raise RunExistsError(f"{path} exists and is not a run directory")
         else:
             path.mkdir(parents=True)
             created = utc_now()
+            kept = {}
         cfg = config.data
         env = environment()
         record = {
@@ -186,10 +189,12 @@ class StageRun(RunArtifacts):
             },
             "error": None,
             "artifact_index": [],
+            **kept,  # a resumed stage stays the same MLflow run
         }
         run = cls(path, record, started)
         run._save()
         run.write_bytes(CONFIG, config.bytes)
+        note_for_tracking(path, "avalanche")
         return run
 
     # -- record ----------------------------------------------------------------------------------
