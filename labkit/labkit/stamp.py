@@ -35,15 +35,21 @@ def rehearsed(run_dir: str | os.PathLike) -> bool:
     return json.loads(record.read_text(encoding="utf-8")).get("rehearsal") is True
 
 
+def stamp_figure(fig: Figure) -> None:
+    """Draw the REHEARSAL watermark and note on `fig` (for code that saves figures its own way; put
+    NOTE in the file's metadata too: a PNG's `Comment` chunk is what `stamped` reads)."""
+    fig.text(
+        0.5, 0.5, STAMP, fontsize=48, color="red", alpha=0.3, rotation=30,
+        ha="center", va="center", weight="bold", zorder=1000,
+    )  # fmt: skip
+    fig.text(0.01, 0.995, NOTE, fontsize=7, color="red", ha="left", va="top", zorder=1000)
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, *, rehearsal: bool, dpi: int = 120) -> Path:
     """Write `fig` as a PNG atomically, with no version in its bytes; a rehearsal's is stamped."""
     metadata: dict[str, str | None] = {"Software": None}
     if rehearsal:
-        fig.text(
-            0.5, 0.5, STAMP, fontsize=48, color="red", alpha=0.3, rotation=30,
-            ha="center", va="center", weight="bold", zorder=1000,
-        )  # fmt: skip
-        fig.text(0.01, 0.995, NOTE, fontsize=7, color="red", ha="left", va="top", zorder=1000)
+        stamp_figure(fig)
         metadata["Comment"] = NOTE
     path = Path(path)
     atomic_write_with(path, lambda f: fig.savefig(f, format="png", dpi=dpi, metadata=metadata))
