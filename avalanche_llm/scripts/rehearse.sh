@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AvalancheLLM rehearsal (issue 19): the paper config, configs/pipeline.yaml, phases 0-8 and `controls`,
 # both model roles (INSTRUCT and BASE), bf16, on the replicas of Qwen2.5-7B(-Instruct), wikitext-103,
-# C4 en (streamed) and ARC-Challenge, with the sizes capped below.
+# C4 en (streamed) and ARC-Challenge, at the sizes of configs/rehearsal_profile.yaml.
 #
 #   LABKIT_REHEARSAL=1 bash avalanche_llm/scripts/rehearse.sh OUT_ROOT DEVICE    # DEVICE: cpu or cuda
 #
@@ -12,6 +12,10 @@ if [ $# -ne 2 ]; then
   echo "usage: LABKIT_REHEARSAL=1 bash avalanche_llm/scripts/rehearse.sh OUT_ROOT cpu|cuda" >&2
   exit 2
 fi
+if [ "${LABKIT_REHEARSAL:-}" != 1 ]; then
+  echo "avalanche rehearsal: set LABKIT_REHEARSAL=1 (without it configs/pipeline.yaml goes to the hub)" >&2
+  exit 2
+fi
 out=$1
 device=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,18 +24,8 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$here"
 
-# The paper path unchanged (models, tokenizers, bf16, 256-token windows, streaming, gain grid, rates);
-# only the counts shrink, so that both roles run in minutes on 2 CPU cores.
-CAPS=(
-  --set pipeline.n_windows_a_calibration=16
-  --set pipeline.n_windows_a_rasters=16
-  --set pipeline.n_windows_b_eval=16
-  --set pipeline.bootstrap_reps=100
-  --set pipeline.mr_bootstrap_reps=20
-  --set pipeline.tail_gof_reps=20
-  --set datasets.ARC_MCQ.max_items=24
-)
-common=(--config configs/pipeline.yaml --device "$device" --dtype bf16 --out_root "$out" "${CAPS[@]}")
+# Sizes are capped by configs/rehearsal_profile.yaml (applied because LABKIT_REHEARSAL=1).
+common=(--config configs/pipeline.yaml --device "$device" --dtype bf16 --out_root "$out")
 
 phase() {
   local t0=$SECONDS
