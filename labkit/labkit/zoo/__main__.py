@@ -76,10 +76,10 @@ def _build_replicas(console: Console, size: str, seed: int | None, force: bool) 
         )
 
 
-def _downloads(console: Console, configs: list[str], as_json: bool) -> None:
+def _downloads(console: Console, args: argparse.Namespace) -> None:
     """Every paper config's hub downloads (id, config, split, how much is read) and cached sizes."""
-    rows = as_rows(paper_downloads(configs), cached_sizes())
-    if as_json:
+    rows = as_rows(paper_downloads(args.config), cached_sizes(args.hf_cache))
+    if args.json:
         print(dumps_json(rows))
         return
     cwd, last = Path.cwd(), None
@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> None:
         console.print(f"{len(records)} run records under {args.root}, each says rehearsal: true")
         return
     if args.command == "downloads":
-        _downloads(console, args.config, args.json)
+        _downloads(console, args)
         return
     item, size, seed = _item(args)
     if args.command == "info":
@@ -170,7 +170,10 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="only this paper config (repeatable; default: every paper config of every system)",
     )
-    sub.add_argument("--json", action="store_true", help="one JSON list of rows instead of a table")
+    sub.add_argument(
+        "--hf_cache", metavar="DIR", help="the HF hub cache to read sizes from (default: HF's own)"
+    )
+    sub.add_argument("--json", action="store_true", help="one JSON list of rows instead of lines")
     return top
 
 
