@@ -10,13 +10,14 @@
 #
 # Steps, each under `timeout` with its own limit (seconds, overridable as LIMIT_<STEP>=N), so a hang
 # costs only its own step; a failed step is recorded and the next one runs:
-#   env            nvidia-smi, python, torch and CUDA versions                       (LIMIT_ENV=30)
-#   build          python -m labkit.zoo build-replicas                               (LIMIT_BUILD=180)
-#   <system>       its rehearsal on DEVICE via scripts/rehearse.sh, one per system    (LIMIT_CACHEMEDICPP=150,
-#                  LIMIT_AVALANCHE_LLM=150, LIMIT_ESPER=90)
-#   bench_raster   avalanche_llm/bench/bench_raster.py, Qwen2.5-0.5B shape            (LIMIT_BENCH_RASTER=45)
-#   bench_decode   cachemedicpp/bench/decode_overhead.py, gpt2-medium shape           (LIMIT_BENCH_DECODE=45)
-# The defaults sum to under 8 minutes on a 16-core H200 machine.
+#   env            nvidia-smi, python, torch and CUDA versions                    (LIMIT_ENV=30)
+#   build          every replica built side by side, then build-replicas            (LIMIT_BUILD=120)
+#   <system>       its rehearsal on DEVICE via scripts/rehearse.sh; the systems run  (LIMIT_CACHEMEDICPP=210,
+#                  side by side, each under its own limit                          LIMIT_AVALANCHE_LLM=210,
+#                                                                                  LIMIT_ESPER=210)
+#   bench_raster   avalanche_llm/bench/bench_raster.py, Qwen2.5-0.5B shape         (LIMIT_BENCH_RASTER=45)
+#   bench_decode   cachemedicpp/bench/decode_overhead.py, gpt2-medium shape        (LIMIT_BENCH_DECODE=45)
+# At their limits the steps take 30 + 120 + 210 + 45 + 45 s = 7 min 30 s (the budget: ~8 min).
 #
 # OUTDIR gets at most 7 flat files: gpu_check.log (every step's output, in order), gpu_check_summary.json
 # (per step: exit code, wall time, limit), env.txt, rehearse_summary.json, bench_raster.txt,
@@ -66,7 +67,7 @@ if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cu
 fi
 
 declare -A default_limit=(
-  [env]=30 [build]=180 [cachemedicpp]=150 [avalanche_llm]=150 [esper]=90 [bench_raster]=45
+  [env]=30 [build]=120 [cachemedicpp]=210 [avalanche_llm]=210 [esper]=210 [bench_raster]=45
   [bench_decode]=45
 )
 limit_of() {
@@ -87,44 +88,94 @@ print("transformers", transformers.__version__)
 EOF
 }
 
+build_replicas() {
+  # Each replica trains on one CPU thread: build them side by side, then let build-replicas
+  # confirm (it only reads the cache now) and print where each is.
+  local names pids=() rc=0 pid
+  names=$("$PY" -c 'from labkit.zoo.catalog import replicas; print(" ".join(i.zoo_name for i in replicas()))') || return 1
+  for name in $names; do
+    "$PY" -m labkit.zoo build "$name" >"$scratch/build_${name#local:}.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  cat "$scratch"/build_*.log
+  [ "$rc" -eq 0 ] && "$PY" -m labkit.zoo build-replicas
+}
+export -f env_report build_replicas
+export scratch
+
 command_of() {
   # The command of one step, as words (run from the repository root).
   case "$1" in
-    env) echo env_report ;;
-    build) echo "$PY" -m labkit.zoo build-replicas ;;
+    env) echo bash -c env_report ;;
+    build) echo bash -c build_replicas ;;
     bench_raster) echo "$PY" avalanche_llm/bench/bench_raster.py --device "$DEVICE" "$BENCH_RASTER_ARGS" ;;
     bench_decode) echo "$PY" cachemedicpp/bench/decode_overhead.py --device "$DEVICE" "$BENCH_DECODE_ARGS" ;;
     *) echo env SYSTEMS="$1" SKIP_BUILD=1 OUT_ROOT="$runs/$1" bash scripts/rehearse.sh ;;
   esac
 }
 
-cd "$root"
-echo "gpu_check: DEVICE=$DEVICE PY=$PY LABKIT_HOME=$LABKIT_HOME steps: $STEPS" | tee -a "$log"
-json="["
-sep=""
-for step in $STEPS; do
+start_step() {
+  # start_step STEP: runs it in the background under its limit; its output goes to logs/STEP.log and
+  # "exit seconds limit" to status/STEP when it ends.
+  local step=$1 limit cmd
   limit=$(limit_of "$step")
   read -r -a cmd <<<"$(command_of "$step")"
-  echo "=== gpu_check: $step (limit $limit s): ${cmd[*]}" | tee -a "$log"
-  t0=$SECONDS
-  if [ "$step" = env ]; then
-    export -f env_report
-    timeout -k 10 "$limit" bash -c env_report 2>&1 | tee "$outdir/env.txt" >>"$log"
-  elif [[ "$step" == bench_* ]]; then
-    timeout -k 10 "$limit" "${cmd[@]}" 2>&1 | tee "$outdir/$step.txt" >>"$log"
-  else
-    timeout -k 20 "$limit" "${cmd[@]}" >>"$log" 2>&1
-  fi
-  rc=${PIPESTATUS[0]}
-  seconds=$((SECONDS - t0))
+  echo "=== gpu_check: $step started (limit $limit s): ${cmd[*]}" | tee -a "$log"
+  (
+    t0=$SECONDS
+    timeout -k 20 "$limit" "${cmd[@]}" >"$scratch/logs/$step.log" 2>&1
+    echo "$? $((SECONDS - t0)) $limit" >"$scratch/status/$step"
+  ) &
+}
+
+finish_step() {
+  # finish_step STEP: appends its log, keeps env's and the benches' output as files, records it.
+  local step=$1 rc seconds limit
+  read -r rc seconds limit <"$scratch/status/$step"
+  { echo "=== gpu_check: $step output"; cat "$scratch/logs/$step.log"; } >>"$log"
+  case "$step" in env | bench_*) cp "$scratch/logs/$step.log" "$outdir/$step.txt" ;; esac
   echo "=== gpu_check: $step exit $rc in $seconds s" | tee -a "$log"
   json+="$sep{\"step\": \"$step\", \"exit\": $rc, \"seconds\": $seconds, \"limit\": $limit}"
   sep=", "
+}
+
+cd "$root"
+mkdir -p "$scratch/logs" "$scratch/status"
+echo "gpu_check: DEVICE=$DEVICE PY=$PY LABKIT_HOME=$LABKIT_HOME steps: $STEPS" | tee -a "$log"
+json="["
+sep=""
+# The system rehearsals run side by side (tiny models: one GPU and 16 cores are plenty); every other
+# step runs alone, so the benches time an otherwise idle device.
+group=()
+for step in $STEPS; do
+  case " $SYSTEMS " in
+    *" $step "*)
+      start_step "$step"
+      group+=("$step")
+      continue
+      ;;
+  esac
+  wait
+  for g in "${group[@]}"; do finish_step "$g"; done
+  group=()
+  start_step "$step"
+  wait
+  finish_step "$step"
 done
+wait
+for g in "${group[@]}"; do finish_step "$g"; done
 json+="]"
 
 if [ -d "$runs" ]; then
   tar -C "$scratch" -czf "$outdir/runs.tar.gz" runs
+  # What comes back is capped at 16 MB a file: past 15 MB, keep the records, tables, figures and
+  # logs and drop the weights and arrays.
+  if [ "$(stat -c %s "$outdir/runs.tar.gz")" -gt 15000000 ]; then
+    echo "gpu_check: runs.tar.gz over 15 MB; leaving out *.pt *.safetensors *.npz *.bin" | tee -a "$log"
+    tar -C "$scratch" -czf "$outdir/runs.tar.gz" --exclude='*.pt' --exclude='*.safetensors' \
+      --exclude='*.npz' --exclude='*.bin' runs
+  fi
 fi
 "$PY" - "$json" "$outdir" "$DEVICE" "$runs" <<'EOF'
 import json, pathlib, sys
