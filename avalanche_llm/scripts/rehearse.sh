@@ -26,6 +26,11 @@ cd "$here"
 
 # Sizes are capped by configs/rehearsal_profile.yaml (applied because LABKIT_REHEARSAL=1).
 common=(--config configs/pipeline.yaml --device "$device" --dtype bf16 --out_root "$out")
+if [ "$device" = cpu ]; then
+  # The replicas are 64 wide: on a busy 2-core machine a second torch thread made one forward pass of
+  # 8 x 256 tokens 9x slower (26 s vs 3 s at load ~30), as the local profile found for its models.
+  common+=(--set runtime.torch_threads=1)
+fi
 
 phase() {
   local t0=$SECONDS
