@@ -14,15 +14,15 @@ PAPER_CONFIGS = ("configs/pipeline.yaml",)
 D_FF = 18944
 
 
-def _windows(cfg: dict, role: str) -> str:
-    """How much of data set `role` the slices read: the pool they are drawn from, as windows."""
+def pool_windows(cfg: dict, role: str) -> int:
+    """Windows of data set `role` the slices draw from: the largest pool of its slices."""
     p = cfg["pipeline"]
     pools = []
     for name, (ds_role, _, excluded) in SLICES.items():
         if ds_role == role:
             n = slice_size(cfg, name, D_FF) + sum(slice_size(cfg, e, D_FF) for e in excluded)
             pools.append(max(n, min(p["window_pool_max"], n * p["window_pool_factor"])))
-    return f"streamed: the first {max(pools)} windows of {p['seq_len_tokens']} tokens"
+    return max(pools)
 
 
 def paper_downloads() -> dict[Path, list[HubAsset]]:
@@ -40,9 +40,9 @@ def paper_downloads() -> dict[Path, list[HubAsset]]:
                 assets.append(model)
         for role in ("A", "B"):
             ds = cfg["datasets"][role]
-            assets.append(
-                HubAsset("dataset", ds["id"], ds["config"], ds["split"], _windows(cfg, role))
-            )
+            seq = cfg["pipeline"]["seq_len_tokens"]
+            read = f"streamed: the first {pool_windows(cfg, role)} windows of {seq} tokens"
+            assets.append(HubAsset("dataset", ds["id"], ds["config"], ds["split"], read))
         arc = cfg["datasets"]["ARC_MCQ"]
         items = (
             "streamed: all items"

@@ -11,12 +11,16 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from avalanche_llm import canon
+from avalanche_llm.config import resolve_config
+from avalanche_llm.downloads import pool_windows
+from avalanche_llm.slices import dataset_split, token_windows
 from avalanche_llm.tests.local_cli import run
 from labkit.rehearsal import ENV, check_rehearsed
 from labkit.stamp import stamped
-from labkit.zoo import replicas
+from labkit.zoo import replicas, resolve_model
 
 PAPER = canon.ROOT / "configs" / "pipeline.yaml"
 PHASES = (
@@ -67,3 +71,18 @@ def test_paper_pipeline_rehearses_phases_0_to_8_in_bf16(tmp_path, monkeypatch):
     assert tables >= 7 and figures >= 10
     claims = next(Path(tmp_path).rglob("claims_INSTRUCT.md"))
     assert stamped(claims)
+
+
+def test_the_replicas_hold_the_paper_configs_whole_window_pools(monkeypatch):
+    # Uncapped: A and B must each give the first 500 windows of 256 tokens the paper slices draw from
+    # (wikitext-103's validation replica once held 4k tokens; the rehearsal failed on it).
+    monkeypatch.setenv(ENV, "1")
+    monkeypatch.setattr(replicas, "REPLICA_SIZE", "test")
+    cfg = resolve_config(PAPER).data
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg["models"]["INSTRUCT"]["hf_id"]))
+    for role in ("A", "B"):
+        ds = cfg["datasets"][role]
+        assert pool_windows(cfg, role) == 500
+        rows = dataset_split(ds["id"], ds["config"], ds["split"], "rehearsal")
+        windows = token_windows(rows, ds["text_field"], tokenizer, 500, 256)
+        assert windows.shape == (500, 256)

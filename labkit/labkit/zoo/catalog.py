@@ -155,8 +155,8 @@ _REPLICAS = (
         "replica-wikitext",
         ("Salesforce/wikitext", "wikitext"),
         "wikitext-{2,103}-{raw-v1,v1} rows: blank lines, ` = Heading = `, `<unk>` in non-raw",
-        # v2: a validation split long enough for AvalancheLLM's paper-size window pool
-        version="2",
+        # v3: a validation split long enough for AvalancheLLM's paper-size window pool
+        version="3",
     ),
     _replica(
         "dataset",
