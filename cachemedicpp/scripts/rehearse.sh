@@ -45,7 +45,7 @@ for config in $CONFIGS; do
   echo "cachemedicpp rehearsal: $config"
   if grep -q '^sweep_name:' "configs/$config"; then
     "$PY" -m cachemedicpp.sweep --sweep_config "configs/$config" --out_root "$out/$name" "device=$device"
-    for run in "$out/$name"/*/*/; do locked "$run"; done
+    for record in "$out/$name"/*/*/run_record.json; do locked "$(dirname "$record")"; done
   else
     for phase in train eval stability; do
       "$PY" -m cachemedicpp.$phase --config "configs/$config" --run_dir "$out/$name" "device=$device"
