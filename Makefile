@@ -94,21 +94,14 @@ demo-dream: $(STAMP)
 	  ../$(PY) -m dream service --profile local --domains cpu,memory,storage --generations 2 --population 4 --out_root $$out && \
 	  ../$(PY) -m dream report --out_root $$out
 
-# Rehearsal (issue 19): paper configs on tiny offline replicas of their hub models and data sets
-# (LABKIT_REHEARSAL=1, see labkit/README.md "Rehearsals"), at capped sizes; every run record must say
-# rehearsal: true. So far Esper's CIFAR-10 paper configs end to end and its TinyStories host; the other
-# systems' configs are not in it yet. 881 s on 2 cores shared at load ~8 (replica build ~7.5 min of it).
-ESPER_REHEARSE := task.max_epochs=2 data.max_train_batches=2 data.max_val_batches=2
+# Rehearsal (issue 19): every paper config on tiny offline replicas of its hub models and data sets
+# (LABKIT_REHEARSAL=1, see "Before your first GPU run" in README.md), at the rehearsal profile's sizes:
+# scripts/rehearse.sh builds the replicas, runs each system's <system>/scripts/rehearse.sh, requires every
+# run record to say rehearsal: true, and prints a pass/fail and wall-time line per system.
+# DEVICE=cuda runs the same list on a CUDA device, and stops at once if torch sees none.
+DEVICE ?= cpu
 rehearse: $(STAMP)
-	$(PY) -m labkit.zoo build-replicas
-	cd esper && out=runs/rehearse-$$(date -u +%Y%m%dT%H%M%SZ) && export LABKIT_REHEARSAL=1 && \
-	  ../$(PY) -m esper train-host --config configs/cifar10.yaml --policy heuristic --run_dir $$out/host_cnn $(ESPER_REHEARSE) && \
-	  ../$(PY) -m esper train-host --config configs/tinystories.yaml --policy heuristic --run_dir $$out/host_lm $(ESPER_REHEARSE) && \
-	  ../$(PY) -m esper train-tamiyo --config configs/ppo_cifar10.yaml --run_dir $$out/tamiyo $(ESPER_REHEARSE) \
-	    ppo.episodes=8 ppo.baseline_episodes=2 && \
-	  ../$(PY) -m esper evaluate --config configs/eval_cifar10.yaml --episodes 2 \
-	    --policies ppo:$$out/tamiyo,heuristic,random --run_dir $$out/eval $(ESPER_REHEARSE) && \
-	  ../$(PY) -m labkit.zoo check-rehearsal $$out
+	DEVICE=$(DEVICE) PY=$(abspath $(PY)) bash scripts/rehearse.sh
 
 # The MLflow web UI on a tracking store (labkit/README.md, "Track runs in MLflow"). The full mlflow package of
 # this version wants pyarrow<26 and the project pins 26, so it gets its own environment, made on first use; it is

@@ -11,6 +11,7 @@ from avalanche_llm.config import resolve_config
 from avalanche_llm.phases import SUBCOMMANDS, load_phase, needs
 from avalanche_llm.run_id import MODES
 from labkit.cli import add_executor_flags, bounded_int, run_cli
+from labkit.rehearsal import with_profile
 
 
 def _common(p: argparse.ArgumentParser, with_deps: bool) -> None:
@@ -77,12 +78,13 @@ def main(args: argparse.Namespace) -> int:
             options.append(f"{key}={json.dumps(value)}")
 
     def resolved(overrides: list[str]):
+        # A rehearsal's size caps (configs/rehearsal_profile.yaml) come first; the command's win.
         return resolve_config(
             args.config,
             model_role=args.model_role,
             device=args.device,
             dtype=args.dtype,
-            overrides=overrides,
+            overrides=with_profile(args.config, overrides),
         )
 
     config = resolved([*args.set, *options])

@@ -3,6 +3,7 @@
     python bench/decode_overhead.py --shape gpt2-medium   # random weights, mve.yaml's R_phi
     python bench/decode_overhead.py --shape local         # local:tiny-gpt2, mve_local.yaml's R_phi
     python bench/decode_overhead.py --shape llama-local   # local:tiny-llama, mve_llama_local.yaml's
+    python bench/decode_overhead.py --shape gpt2-medium --device cuda   # the same on a CUDA device
 
 Three variants decode the same prompt greedily, interleaved over `--repeats` rounds so that machine
 drift hits all alike: stock eager (unpatched), patched with no intervention, patched with R_phi
@@ -68,18 +69,22 @@ def measure(
     prompt_tokens: int = 128,
     new_tokens: int = 64,
     repeats: int = 5,
+    device: str = "cpu",
 ) -> dict:
     """Median decode tokens/s of stock eager, patched and patched + R_phi, and their ratios."""
+    stock = stock.to(device)
     patched = copy.deepcopy(stock)
     patch(patched)
     mc = stock.config
     shape = cache_shape(mc)
-    repair = RepairOperator.from_config(
-        rep_cfg, n_heads=shape.kv_heads, head_dim=shape.head_dim, seed=0
-    ).eval()
+    repair = (
+        RepairOperator.from_config(rep_cfg, n_heads=shape.kv_heads, head_dim=shape.head_dim, seed=0)
+        .eval()
+        .to(device)
+    )
     ids = torch.randint(
         mc.vocab_size, (1, prompt_tokens), generator=torch.Generator().manual_seed(0)
-    )
+    ).to(device)
     variants = {
         "stock_eager": lambda: stock_decode(stock, ids, new_tokens),
         "patched_none": lambda: greedy_decode(patched, ids, new_tokens)[0],
@@ -92,9 +97,12 @@ def measure(
         for name, fn in variants.items():
             t0 = time.perf_counter()
             fn()
+            if device == "cuda":  # kernels run asynchronously: time them, not their launch
+                torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t0)
     tps = {k: new_tokens / statistics.median(v) for k, v in times.items()}
     return {
+        "device": device,
         "threads": torch.get_num_threads(),
         "prompt_tokens": prompt_tokens,
         "new_tokens": new_tokens,
@@ -116,6 +124,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model", default=None, help="local shapes: a model other than the config's")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -126,6 +135,7 @@ def main() -> None:
         prompt_tokens=args.prompt_tokens,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
+        device=args.device,
     )
     print(json.dumps({"shape": args.shape, **result}))
 

@@ -14,6 +14,7 @@ import jsonschema
 
 from labkit.config import apply_overrides, load_yaml, validate
 from labkit.errors import ConfigError
+from labkit.rehearsal import with_profile
 
 PROJECT = Path(__file__).resolve().parent.parent
 SCHEMAS = PROJECT / "schemas"
@@ -82,8 +83,9 @@ def resolve(
 
 
 def load_run_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load a YAML config, apply dot-key overrides, and resolve it (exit 2 on any bad key or value)."""
-    return resolve(load_yaml(path), overrides, what=str(path))
+    """Load a YAML config, apply dot-key overrides, and resolve it (exit 2 on any bad key or value);
+    rehearsing, the config's rehearsal profile caps it first (labkit.rehearsal)."""
+    return resolve(load_yaml(path), with_profile(path, overrides), what=str(path))
 
 
 def check(cfg: Mapping[str, Any]) -> None:

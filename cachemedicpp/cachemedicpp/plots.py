@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from labkit.atomic import atomic_write_text, atomic_write_with
+from labkit.atomic import atomic_write_text
 from labkit.cli import run_cli
 from labkit.errors import MissingInputError
 from labkit.rundir import RunDir
+from labkit.stamp import rehearsed, save_figure, stamp_table
 
 FIGURES = (
     "figA_score_vs_eps.png",
@@ -39,20 +40,17 @@ def read_metrics(run_dir: Path, name: str) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    atomic_write_with(
-        path, lambda f: fig.savefig(f, format="png", dpi=120, metadata={"Software": None})
-    )
-    return path
-
-
 def missed(calibration: Mapping[str, Any] | None, kind: str) -> bool:
     """True when `kind`'s calibration missed its target: its reference eps is a fallback."""
     return calibration is not None and kind in calibration and not calibration[kind]["reached"]
 
 
 def fig_score_vs_eps(
-    cells: Sequence[Mapping[str, Any]], path: Path, calibration: Mapping[str, Any] | None = None
+    cells: Sequence[Mapping[str, Any]],
+    path: Path,
+    calibration: Mapping[str, Any] | None = None,
+    *,
+    rehearsal: bool,
 ) -> Path:
     """Value vs eps per defense with CI bands: one panel per (task, corruption type).
 
@@ -84,11 +82,16 @@ def fig_score_vs_eps(
             ax.tick_params(labelsize=6, which="both")
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def fig_pareto(
-    cells: Sequence[Mapping[str, Any]], regression: Mapping[str, float], task: str, path: Path
+    cells: Sequence[Mapping[str, Any]],
+    regression: Mapping[str, float],
+    task: str,
+    path: Path,
+    *,
+    rehearsal: bool,
 ) -> Path:
     """Mean throughput ratio (x) vs clean regression of `task` (y), one point per defense."""
     fig = Figure(figsize=(4.5, 3.5))
@@ -104,10 +107,10 @@ def fig_pareto(
     ax.set_ylabel(f"clean regression of {task} ({unit}, symlog)", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def fig_sensitivity(curves: Sequence[Mapping[str, Any]], path: Path) -> Path:
+def fig_sensitivity(curves: Sequence[Mapping[str, Any]], path: Path, *, rehearsal: bool) -> Path:
     """Sens vs δn for up to four defenses (solid) and their Drift (dashed)."""
     fig = Figure(figsize=(4.5, 3.5))
     ax = fig.subplots()
@@ -120,10 +123,10 @@ def fig_sensitivity(curves: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax.set_ylabel("‖Δ top-k logits‖₂ (dashed: drift)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def fig_amplification(amp: Mapping[str, Any], path: Path) -> Path:
+def fig_amplification(amp: Mapping[str, Any], path: Path, *, rehearsal: bool) -> Path:
     """γ(l,h) heatmaps before (baseline) and after repair, and log10 of their ratio."""
     base, rep = np.asarray(amp["baseline"]), np.asarray(amp["cachemedic"])
     panels = (("baseline γ", base), ("cachemedic γ", rep), ("log10 ratio", np.log10(rep / base)))
@@ -142,7 +145,7 @@ def fig_amplification(amp: Mapping[str, Any], path: Path) -> Path:
         ax.set_yticks(range(len(amp["layers"])), amp["layers"])
         fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -278,13 +281,20 @@ def make_plots(run_dir: str | os.PathLike) -> list[Path]:
     m, st = task["metrics"], stab["metrics"]["stability"]
     reg_task = PPL if PPL in m["clean_regression"] else next(iter(m["clean_regression"]))
     kind, eps = headline_eps(run.path, task)
+    stamp = rehearsed(run.path)  # made on replicas: every figure and table says REHEARSAL
+    calibration = task["settings"].get("calibration")
+    regression = m["clean_regression"][reg_task]
     out = [
-        fig_score_vs_eps(m["cells"], figs / FIGURES[0], task["settings"].get("calibration")),
-        fig_pareto(m["cells"], m["clean_regression"][reg_task], reg_task, figs / FIGURES[1]),
-        fig_sensitivity(st["logit_sensitivity"], figs / FIGURES[2]),
-        fig_amplification(st["amplification_map"], figs / FIGURES[3]),
-        atomic_write_text(tabs / TABLES[0], main_table(task, eps, kind)),
-        atomic_write_text(tabs / TABLES[1], ablation_table(task, stab)),
+        fig_score_vs_eps(m["cells"], figs / FIGURES[0], calibration, rehearsal=stamp),
+        fig_pareto(m["cells"], regression, reg_task, figs / FIGURES[1], rehearsal=stamp),
+        fig_sensitivity(st["logit_sensitivity"], figs / FIGURES[2], rehearsal=stamp),
+        fig_amplification(st["amplification_map"], figs / FIGURES[3], rehearsal=stamp),
+        atomic_write_text(
+            tabs / TABLES[0], stamp_table(main_table(task, eps, kind), "tex", rehearsal=stamp)
+        ),
+        atomic_write_text(
+            tabs / TABLES[1], stamp_table(ablation_table(task, stab), "tex", rehearsal=stamp)
+        ),
     ]
     for path in out:
         run.register_artifact(path)

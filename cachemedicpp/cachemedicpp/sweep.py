@@ -33,7 +33,7 @@ from cachemedicpp.stability import stability_run
 from cachemedicpp.train import train_run
 from labkit.atomic import atomic_write_json
 from labkit.cli import add_executor_flags, bounded_int, run_cli
-from labkit.config import load_yaml, validate
+from labkit.config import apply_overrides, load_yaml, validate
 from labkit.control import PauseControl
 from labkit.determinism import derive_seed
 from labkit.errors import LabkitError, Paused, RunExistsError
@@ -46,6 +46,7 @@ from labkit.executors import (
     make_executor,
 )
 from labkit.pause_relay import relay_pause
+from labkit.rehearsal import profile_overrides, with_profile
 from labkit.stats import bootstrap_ci
 from labkit.sweep import SweepPlan, plan_sweep, run_sweep, summary_path
 from labkit.sweep_view import live_sweep
@@ -237,17 +238,21 @@ def ablation(results: Mapping[str, Mapping[str, Any]], cfg: Mapping[str, Any]) -
     return out
 
 
-def load_plan(path: str | Path) -> SweepPlan:
+def load_plan(path: str | Path, overrides: Sequence[str] = ()) -> SweepPlan:
     """A sweep file expanded and every run's config resolved (exit 2 on any bad run, before work).
 
-    The base config is resolved first (schema defaults filled), so a run may override any key
-    the schema knows, not only those its YAML spells out.
+    The base config is resolved first (schema defaults filled) with `overrides` (e.g. device=cpu),
+    so a run may override any key the schema knows, not only those its YAML spells out.
+    Rehearsing, the rehearsal profile caps the sweep file (e.g. to one run) and its base config.
     """
     path = Path(path)
-    doc = load_yaml(path)
+    doc = apply_overrides(load_yaml(path), profile_overrides(path))
     validate(doc, schema("sweep"), what=str(path))
     doc.pop("budget", None)  # this package's key, read by load_budget; labkit's schema is closed
-    base = resolve(load_yaml(path.parent / doc["base_config"]), what=doc["base_config"])
+    base_path = path.parent / doc["base_config"]
+    base = resolve(
+        load_yaml(base_path), with_profile(base_path, overrides), what=doc["base_config"]
+    )
     return plan_sweep(
         {**doc, "base_config": base},
         base_dir=path.parent,
@@ -308,7 +313,8 @@ def _acknowledge_relayed(sweep_dir: Path, summary: Mapping[str, Any], path: Path
 
 def main(args: argparse.Namespace) -> int:
     """Plan (validated before any run starts), run, summarise; exit 1 if any run failed."""
-    plan, budget = load_plan(args.sweep_config), load_budget(args.sweep_config)
+    plan = load_plan(args.sweep_config, args.overrides)
+    budget = load_budget(args.sweep_config)
     plan = replace(plan, executor=executor_spec(args, plan.executor))
     if args.workers is not None:
         plan = replace(plan, workers=args.workers)
@@ -383,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         "file's `workers`, else 1); a run whose no_contr pair is unfinished still waits for it",
     )
     add_executor_flags(p)
+    p.add_argument(
+        "overrides", nargs="*", help="dot-key overrides of the base config, e.g. device=cpu"
+    )
     return p
 
 

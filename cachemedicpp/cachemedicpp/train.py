@@ -70,7 +70,10 @@ def calibration_record(
 ) -> dict[str, Any]:
     """The `metrics/calibration.json` record: eps* per type and the eps grids training samples from."""
     cal = cfg["corruption"]["calibrate"]
-    types = sorted(set(train_mix(cfg)) | set(cfg["eval"]["corruption_eval"]))
+    # The OOD split's held-out type is evaluated whatever eval.corruption_eval lists: calibrate it too.
+    split = ood_split(cfg)
+    held_out = {split["test_type"]} if split is not None else set()
+    types = sorted(set(train_mix(cfg)) | set(cfg["eval"]["corruption_eval"]) | held_out)
     settings = {**cal, "split": cfg["data"]["calibration_split"], "types": types}
     metrics: dict[str, Any] = {"enabled": cal["enabled"]}
     eps_star = None

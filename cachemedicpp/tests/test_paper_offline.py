@@ -75,4 +75,5 @@ def test_paper_config_loads_replicas_when_rehearsing(name, monkeypatch):
     train, ppl, sst2 = _texts(cfg)
     assert train and all(isinstance(t, str) for t in train)
     assert "" in ppl and any(t.startswith(" = ") for t in ppl)  # wikitext's blank and heading rows
-    assert len(sst2) == cfg["eval"]["sst2_prompted"]["n"] == 872
+    assert len(sst2) == 872  # glue/sst2's validation rows
+    assert cfg["eval"]["sst2_prompted"]["n"] == 2  # capped by configs/rehearsal_profile.yaml

@@ -16,6 +16,7 @@ from esper.tamiyo import POLICIES
 from esper.utils.data import ImageData, TokenData
 from labkit.config import load_config
 from labkit.errors import ConfigError, MissingInputError
+from labkit.rehearsal import with_profile
 
 # Every integer has a sane maximum, so a huge value is refused before any work (exit 2).
 _BIG = 1_000_000
@@ -247,8 +248,9 @@ def check_config(cfg: Mapping[str, Any]) -> None:
 
 
 def load_esper_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load, override and validate an Esper config (schema, then the code-level checks)."""
-    cfg = load_config(path, overrides, schema=SCHEMA)
+    """Load, override and validate an Esper config (schema, then the code-level checks); rehearsing,
+    the config's rehearsal profile caps it first."""
+    cfg = load_config(path, with_profile(path, overrides), schema=SCHEMA)
     check_config(cfg)
     return cfg
 

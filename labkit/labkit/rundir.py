@@ -21,7 +21,7 @@ from labkit.atomic import atomic_write_json, atomic_write_text, remove_stale_tem
 from labkit.config import canonical_yaml, config_hash, parse_yaml
 from labkit.errors import LabkitError, MissingInputError, OutputPathError, Paused, RunExistsError
 from labkit.rehearsal import ENV as REHEARSAL_ENV
-from labkit.rehearsal import rehearsal_active
+from labkit.rehearsal import applied_profile, rehearsal_active
 from labkit.tracking import note as note_for_tracking
 
 RECORD = "run_record.json"
@@ -234,6 +234,8 @@ class RunDir:
             "determinism": dict(determinism or {}),
             # True when hub ids resolved to replicas (LABKIT_REHEARSAL): not a result.
             "rehearsal": rehearsal,
+            # Config path -> the size caps the rehearsal applied to it (labkit.rehearsal).
+            "rehearsal_profile": applied_profile() if rehearsal else {},
             "phases": {},
             "artifact_index": [],
             **dict(extra or {}),

@@ -26,7 +26,7 @@ from labkit.atomic import (
     remove_stale_temps,
 )
 from labkit.errors import ConfigError, MissingInputError, RunExistsError
-from labkit.rehearsal import rehearsal_active
+from labkit.rehearsal import applied_profile, rehearsal_active
 from labkit.rundir import environment, git_state, sha256_file, utc_now
 from labkit.tracking import note as note_for_tracking
 
@@ -151,6 +151,7 @@ class StageRun(RunArtifacts):
             "command": list(sys.argv),
             # True when hub ids resolved to labkit.zoo replicas (LABKIT_REHEARSAL): not a result.
             "rehearsal": rehearsal_active(),
+            "rehearsal_profile": applied_profile(),
             "model": {
                 "role": cfg["runtime"]["model_role"],
                 "hf_id": cfg["models"][cfg["runtime"]["model_role"]]["hf_id"],

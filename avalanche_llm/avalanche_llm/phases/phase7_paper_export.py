@@ -14,6 +14,7 @@ from avalanche_llm.plotting.outputs import write_table
 from avalanche_llm.plotting.tables import SKELETONS
 from avalanche_llm.runs import PhaseContext, find_dependencies
 from labkit.errors import MissingInputError
+from labkit.stamp import stamp_table
 
 STAGE = "S07"
 NEEDS: tuple[str, ...] = ("S05", "S06B", "S06ARC")
@@ -59,7 +60,7 @@ def run(ctx: PhaseContext) -> None:
             ]
         )
     for role, runs in sorted(by_role.items()):
-        text = claims_markdown(role, runs)
+        text = stamp_table(claims_markdown(role, runs), "md", rehearsal=run.record["rehearsal"])
         rel = canon.output("PAPER_CLAIMS_MD").format(ROLE=role)
         run.write_bytes(rel, text.encode("utf-8"), name=f"PAPER_CLAIMS_MD_{role}")
     summaries = {role: role_summary(runs["S05"]) for role, runs in sorted(by_role.items())}

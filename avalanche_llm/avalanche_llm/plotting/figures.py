@@ -12,16 +12,26 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from labkit.stamp import NOTE, stamp_figure
+
 SD_SHORT = {"SPIKE_ONE_SIDED_POS": "one-sided z", "SPIKE_TWO_SIDED_ABS": "two-sided |z|"}
 NULLS = ("perm", "shift", "shuffle")
 
 
-def figure_bytes(fig: Figure, name: str, provenance: Mapping[str, Any]) -> dict[str, bytes]:
-    """PDF and PNG bytes of `fig`, the provenance JSON embedded in both (no dates: same input, same bytes)."""
+def figure_bytes(
+    fig: Figure, name: str, provenance: Mapping[str, Any], *, rehearsal: bool = False
+) -> dict[str, bytes]:
+    """PDF and PNG bytes of `fig`, the provenance JSON embedded in both (no dates: same input, same
+    bytes); a rehearsal's figure carries the REHEARSAL watermark, and its note in both files."""
     text = json.dumps(provenance, sort_keys=True)
+    pdf_meta = {"Title": name, "Subject": text, "CreationDate": None}
+    png_meta = {"Title": name, "Provenance": text}
+    if rehearsal:
+        stamp_figure(fig)
+        pdf_meta["Keywords"] = png_meta["Comment"] = NOTE
     pdf, png = io.BytesIO(), io.BytesIO()
-    fig.savefig(pdf, format="pdf", metadata={"Title": name, "Subject": text, "CreationDate": None})
-    fig.savefig(png, format="png", dpi=120, metadata={"Title": name, "Provenance": text})
+    fig.savefig(pdf, format="pdf", metadata=pdf_meta)
+    fig.savefig(png, format="png", dpi=120, metadata=png_meta)
     return {"pdf": pdf.getvalue(), "png": png.getvalue()}
 
 

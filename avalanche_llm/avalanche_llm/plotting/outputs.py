@@ -41,7 +41,7 @@ def write_table(
     """Build table `table_id` from `rows`, write its CSV and Parquet at the CANON path, register both."""
     df = build_table(table_id, rows, table_ids(ctx, dataset_role, model_role))
     base = canon.output(f"TABLE.{table_id}")
-    for ext, data in table_bytes(df).items():
+    for ext, data in table_bytes(df, rehearsal=ctx.run.record["rehearsal"]).items():
         ctx.run.write_bytes(f"{base}.{ext}", data, name=f"{table_id}_{ext.upper()}")
     return df
 
@@ -65,5 +65,6 @@ def write_figure(
         "code_version": ctx.run.record["hashes"]["code_version"],
         "sources": list(sources),
     }
-    for ext, data in figure_bytes(fig, fig_id, provenance).items():
+    stamp = ctx.run.record["rehearsal"]
+    for ext, data in figure_bytes(fig, fig_id, provenance, rehearsal=stamp).items():
         ctx.run.write_bytes(f"{base}.{ext}", data, name=f"{fig_id}_{ext.upper()}")

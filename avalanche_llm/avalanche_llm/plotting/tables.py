@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from labkit.errors import SchemaError
+from labkit.stamp import NOTE, stamp_table
 
 ID_COLUMNS = (
     "run_id",
@@ -144,8 +147,18 @@ def build_table(table_id: str, rows: pd.DataFrame, ids: Mapping[str, Any]) -> pd
     return out
 
 
-def table_bytes(df: pd.DataFrame) -> dict[str, bytes]:
-    """CSV (LF line ends) and Parquet bytes of a table; the same frame always gives the same bytes."""
+def table_bytes(df: pd.DataFrame, *, rehearsal: bool = False) -> dict[str, bytes]:
+    """CSV (LF line ends) and Parquet bytes of a table; the same frame always gives the same bytes.
+
+    A rehearsal's table is stamped: a REHEARSAL first line in the CSV (pandas reads past it with
+    comment="#") and the note under the `rehearsal` key of the Parquet file's metadata.
+    """
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if rehearsal:
+        table = table.replace_schema_metadata(
+            {**table.schema.metadata, b"rehearsal": NOTE.encode()}
+        )
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False, engine="pyarrow")
-    return {"csv": df.to_csv(index=False, lineterminator="\n").encode(), "parquet": buf.getvalue()}
+    pq.write_table(table, buf)
+    csv = stamp_table(df.to_csv(index=False, lineterminator="\n"), "csv", rehearsal=rehearsal)
+    return {"csv": csv.encode(), "parquet": buf.getvalue()}

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -19,6 +20,7 @@ from avalanche_llm.plotting.tables import (
     to_table_names,
 )
 from labkit.errors import SchemaError
+from labkit.stamp import NOTE
 
 IDS = dict.fromkeys(ID_COLUMNS, "x") | {"run_id": "RUN_S05_0123456789ab"}
 
@@ -72,6 +74,27 @@ def test_figure_bytes_are_stable_and_embed_provenance():
     assert first["pdf"].startswith(b"%PDF") and b"CreationDate" not in first["pdf"]
     png = Image.open(io.BytesIO(first["png"]))
     assert json.loads(png.text["Provenance"]) == prov
+
+
+def test_rehearsal_tables_and_figures_are_stamped_and_others_are_not(tmp_path):
+    df = build_table("T01_SUMMARY", t01_rows(), IDS)
+    plain, stamped = table_bytes(df), table_bytes(df, rehearsal=True)
+    assert stamped["csv"].decode().splitlines()[0] == f"# {NOTE}"
+    assert "REHEARSAL" not in plain["csv"].decode()
+    pd.testing.assert_frame_equal(
+        pd.read_csv(io.BytesIO(stamped["csv"]), comment="#"), pd.read_csv(io.BytesIO(plain["csv"]))
+    )
+    meta = pq.read_metadata(io.BytesIO(stamped["parquet"])).metadata
+    assert meta[b"rehearsal"] == NOTE.encode()
+    assert b"rehearsal" not in pq.read_metadata(io.BytesIO(plain["parquet"])).metadata
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(stamped["parquet"])), df)
+    prov = {"figure_id": "F03_BRANCHING_CURVES", "sources": []}
+    fig = figures.figure_bytes(figures.f03_branching_curves(df), "F03", prov, rehearsal=True)
+    assert Image.open(io.BytesIO(fig["png"])).text["Comment"] == NOTE
+    assert NOTE.encode() in fig["pdf"]
+    real = figures.figure_bytes(figures.f03_branching_curves(df), "F03", prov)
+    assert "Comment" not in Image.open(io.BytesIO(real["png"])).text
+    assert b"REHEARSAL" not in real["pdf"]
 
 
 def test_branching_curves_one_line_per_rate_in_every_panel():

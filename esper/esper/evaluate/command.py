@@ -16,6 +16,7 @@ from labkit.cli import add_executor_flags
 from labkit.config import load_config
 from labkit.errors import ConfigError
 from labkit.executors import executor_spec, make_executor
+from labkit.rehearsal import with_profile
 
 _INT1 = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 EVAL_BLOCK = {
@@ -49,7 +50,7 @@ def load_eval_config(
     path: str | Path, overrides: list[str], policies: str | None = None
 ) -> dict[str, Any]:
     """Load and check an evaluation config; `policies` (comma-separated) replaces eval.policies."""
-    cfg = load_config(path, overrides, schema=eval_schema())
+    cfg = load_config(path, with_profile(path, overrides), schema=eval_schema())
     check_config(cfg)
     specs = cfg["eval"]["policies"] if policies is None else policies.split(",")
     cfg["eval"]["policies"] = expand_specs([s.strip() for s in specs if s.strip()])

@@ -15,9 +15,9 @@ from matplotlib.patches import Patch
 from esper.evaluate.summary import LEARNED, paired_deltas, policy_order, unit_values
 from esper.leyline import SeedStage
 from esper.utils.plots import STAGE_COLOURS
-from labkit.atomic import atomic_write_with
 from labkit.errors import MissingInputError
 from labkit.jsonl import read_jsonl
+from labkit.stamp import rehearsed, save_figure
 from labkit.stats import bootstrap_ci
 
 TIMELINE_EPISODES = 3
@@ -28,11 +28,6 @@ POLICY_COLOURS = {
     "static": "tab:grey",
 }
 SMOOTH = 10  # episodes in the moving average of a training curve
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    return path
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -48,7 +43,7 @@ def _dots_and_ci(ax: Any, x: int, values: np.ndarray, colour: str) -> None:
         ax.errorbar(x, ci.value, yerr=err, fmt="o", color="black", capsize=6, lw=1.5)
 
 
-def plot_return_ci(episodes: list[dict[str, Any]], path: Path) -> Path:
+def plot_return_ci(episodes: list[dict[str, Any]], path: Path, *, rehearsal: bool) -> Path:
     """Left: mean return per policy with its 95 % BCa CI over the units (dots). Right: the paired
     return delta PPO - baseline per training seed (dots) with its CI, the evidence of design §8."""
     names = policy_order(episodes)
@@ -69,10 +64,10 @@ def plot_return_ci(episodes: list[dict[str, Any]], path: Path) -> Path:
         axes[1].set_ylabel("paired return difference")
         axes[1].set_title("paired by episode seed; dots: training seeds", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def plot_action_histograms(episodes: list[dict[str, Any]], path: Path) -> Path:
+def plot_action_histograms(episodes: list[dict[str, Any]], path: Path, *, rehearsal: bool) -> Path:
     """Per policy: how often each action was taken, stacked by the seed stage it was taken in."""
     policies = policy_order(episodes)
     fig = Figure(figsize=(4 * len(policies), 3.6))
@@ -116,10 +111,10 @@ def plot_action_histograms(episodes: list[dict[str, Any]], path: Path) -> Path:
     ]
     fig.legend(handles=patches, loc="upper center", ncol=len(patches), fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def plot_seed_timelines(steps: list[dict[str, Any]], path: Path) -> Path:
+def plot_seed_timelines(steps: list[dict[str, Any]], path: Path, *, rehearsal: bool) -> Path:
     """The first paired episodes (rows) under each policy (columns; PPO's lowest seed): stage, alpha, loss."""
     runs: dict[tuple[str, Any, int], list[dict[str, Any]]] = defaultdict(list)
     for r in steps:
@@ -159,11 +154,11 @@ def plot_seed_timelines(steps: list[dict[str, Any]], path: Path) -> Path:
     patches = [Patch(color=c, label=s.name) for s, c in STAGE_COLOURS.items()]
     fig.legend(handles=patches, loc="upper center", ncol=5, fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.86))
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def plot_learning_curves(
-    training: list[dict[str, Any]], episodes: list[dict[str, Any]], path: Path
+    training: list[dict[str, Any]], episodes: list[dict[str, Any]], path: Path, *, rehearsal: bool
 ) -> Path:
     """PPO training return per episode (thin: each seed; thick: their mean, smoothed), with the
     evaluation's random and heuristic mean-return CIs as bands."""
@@ -203,7 +198,7 @@ def plot_learning_curves(
     ax.set_title("PPO training returns (sampled actions) vs baseline evaluation CIs", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def plot_evaluation(run_path: str | os.PathLike) -> list[Path]:
@@ -213,13 +208,15 @@ def plot_evaluation(run_path: str | os.PathLike) -> list[Path]:
     steps = read_jsonl(run_path / "steps.jsonl").records
     if not episodes or not steps:
         raise MissingInputError(f"{run_path} has no evaluation episodes to plot")
-    out = run_path / "figures"
+    out, stamp = run_path / "figures", rehearsed(run_path)
     figures = [
-        plot_return_ci(episodes, out / "return_ci.png"),
-        plot_action_histograms(episodes, out / "action_histograms.png"),
-        plot_seed_timelines(steps, out / "seed_timelines.png"),
+        plot_return_ci(episodes, out / "return_ci.png", rehearsal=stamp),
+        plot_action_histograms(episodes, out / "action_histograms.png", rehearsal=stamp),
+        plot_seed_timelines(steps, out / "seed_timelines.png", rehearsal=stamp),
     ]
     training = read_jsonl(run_path / "ppo_training.jsonl").records
     if training:
-        figures.append(plot_learning_curves(training, episodes, out / "learning_curves.png"))
+        figures.append(
+            plot_learning_curves(training, episodes, out / "learning_curves.png", rehearsal=stamp)
+        )
     return figures

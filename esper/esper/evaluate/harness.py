@@ -29,6 +29,7 @@ from labkit.executors import Executor, LocalExecutor, RunOutcome, RunTask
 from labkit.heartbeat import Heartbeat
 from labkit.jsonl import read_jsonl
 from labkit.rundir import RunDir
+from labkit.stamp import rehearsed, stamp_table
 
 PHASE = "evaluate"
 LOGS = ("episodes.jsonl", "steps.jsonl", "events.jsonl")
@@ -172,8 +173,13 @@ def evaluate(
             "wall_s_this_attempt": round(time.perf_counter() - started, 3),
         }
         atomic_write_json(path / "summary.json", summary)
-        atomic_write_text(path / "results.md", results_markdown(summary))
-        atomic_write_text(path / "results.tex", results_latex(summary))
+        stamp = rehearsed(path)
+        atomic_write_text(
+            path / "results.md", stamp_table(results_markdown(summary), "md", rehearsal=stamp)
+        )
+        atomic_write_text(
+            path / "results.tex", stamp_table(results_latex(summary), "tex", rehearsal=stamp)
+        )
         names = [*LOGS, "summary.json", "results.md", "results.tex"]
         names += [TRAINING_LOG] if has_training else []
         for name in names:

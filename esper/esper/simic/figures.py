@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from esper.utils.plots import _save
 from labkit.errors import MissingInputError
 from labkit.jsonl import read_jsonl
+from labkit.stamp import rehearsed, save_figure
 
 DIAGNOSTICS = (
     ("entropy", "entropy / log #legal"),
@@ -30,7 +30,9 @@ def _records(run: Path, name: str) -> list[dict[str, Any]]:
     return read_jsonl(path).records
 
 
-def plot_returns(updates: list[dict], episodes: list[dict], held: list[dict], path: Path) -> Path:
+def plot_returns(
+    updates: list[dict], episodes: list[dict], held: list[dict], path: Path, *, rehearsal: bool
+) -> Path:
     """Training episode returns (dots), their per-update mean, and held-out random / greedy PPO bands."""
     fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
@@ -58,10 +60,10 @@ def plot_returns(updates: list[dict], episodes: list[dict], held: list[dict], pa
     ax.set_xlabel("PPO update")
     ax.set_ylabel("episode return")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def plot_diagnostics(updates: list[dict], path: Path) -> Path:
+def plot_diagnostics(updates: list[dict], path: Path, *, rehearsal: bool) -> Path:
     """Entropy, KL, clip fraction, explained variance, value loss and WAIT share per update."""
     fig = Figure(figsize=(9, 5), layout="constrained")
     x = [u["update"] for u in updates]
@@ -70,7 +72,7 @@ def plot_diagnostics(updates: list[dict], path: Path) -> Path:
         ax.plot(x, [float(u[key]) for u in updates], marker=".")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("update", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def plot_training(run_dir: str | os.PathLike) -> list[Path]:
@@ -82,6 +84,6 @@ def plot_training(run_dir: str | os.PathLike) -> list[Path]:
     out = run / "figures"
     out.mkdir(exist_ok=True)
     return [
-        plot_returns(updates, episodes, held, out / "ppo_returns.png"),
-        plot_diagnostics(updates, out / "ppo_diagnostics.png"),
+        plot_returns(updates, episodes, held, out / "ppo_returns.png", rehearsal=rehearsed(run)),
+        plot_diagnostics(updates, out / "ppo_diagnostics.png", rehearsal=rehearsed(run)),
     ]

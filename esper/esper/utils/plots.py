@@ -12,9 +12,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from esper.leyline import SeedStage
-from labkit.atomic import atomic_write_with
 from labkit.errors import MissingInputError
 from labkit.jsonl import read_jsonl
+from labkit.stamp import rehearsed, save_figure
 
 MAX_TIMELINE_ROWS = 8
 STAGE_COLOURS = {
@@ -48,14 +48,8 @@ def _num(x: Any) -> float:
     return float(x) if x is not None else float("nan")
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    # Figure without pyplot: no global state, no GUI backend.
-    atomic_write_with(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    return path
-
-
 def plot_learning_curves(
-    steps: list[dict[str, Any]], events: list[dict[str, Any]], path: Path
+    steps: list[dict[str, Any]], events: list[dict[str, Any]], path: Path, *, rehearsal: bool
 ) -> Path:
     """Val (solid) and train (dashed) loss per episode with seed events marked; accuracy or perplexity below."""
     episodes = _by_episode(steps)
@@ -87,10 +81,10 @@ def plot_learning_curves(
     bottom.set_xlabel("epoch")
     top.set_title("learning curves with seed events")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
-def plot_seed_timeline(steps: list[dict[str, Any]], path: Path) -> Path:
+def plot_seed_timeline(steps: list[dict[str, Any]], path: Path, *, rehearsal: bool) -> Path:
     """Per episode: the seed stage in each epoch (colour), alpha (black) and val loss (grey, right axis)."""
     episodes = list(_by_episode(steps).items())[:MAX_TIMELINE_ROWS]
     fig = Figure(figsize=(8, 1.6 * len(episodes) + 0.8))
@@ -114,7 +108,7 @@ def plot_seed_timeline(steps: list[dict[str, Any]], path: Path) -> Path:
     patches = [Patch(color=c, label=s.name) for s, c in STAGE_COLOURS.items()]
     fig.legend(handles=patches, loc="upper center", ncol=5, fontsize=7)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    return _save(fig, path)
+    return save_figure(fig, path, rehearsal=rehearsal)
 
 
 def plot_run(run_dir: str | os.PathLike) -> list[Path]:
@@ -124,8 +118,8 @@ def plot_run(run_dir: str | os.PathLike) -> list[Path]:
     if not steps:
         raise MissingInputError(f"{run_dir} has no steps.jsonl records to plot")
     events = read_jsonl(run_dir / "events.jsonl").records
-    out = run_dir / "figures"
+    out, stamp = run_dir / "figures", rehearsed(run_dir)
     return [
-        plot_learning_curves(steps, events, out / "learning_curves.png"),
-        plot_seed_timeline(steps, out / "seed_timeline.png"),
+        plot_learning_curves(steps, events, out / "learning_curves.png", rehearsal=stamp),
+        plot_seed_timeline(steps, out / "seed_timeline.png", rehearsal=stamp),
     ]

@@ -1,4 +1,5 @@
-"""Command line: `python -m labkit.zoo list | info NAME | build NAME | build-replicas` (see --help)."""
+"""Command line: `python -m labkit.zoo list | info NAME | build NAME | build-replicas | check-rehearsal ROOT |
+downloads` (see --help)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from labkit.cli import run_cli
 from labkit.rehearsal import check_rehearsed
 from labkit.zoo.build import build_local
 from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name, replicas
+from labkit.zoo.downloads import as_rows, cached_sizes, paper_downloads
 from labkit.zoo.store import cache_key, is_built, item_dir, read_card
 
 
@@ -74,6 +76,28 @@ def _build_replicas(console: Console, size: str, seed: int | None, force: bool) 
         )
 
 
+def _downloads(console: Console, args: argparse.Namespace) -> None:
+    """Every paper config's hub downloads (id, config, split, how much is read) and cached sizes."""
+    rows = as_rows(paper_downloads(args.config), cached_sizes(args.hf_cache))
+    if args.json:
+        print(dumps_json(rows))
+        return
+    cwd, last = Path.cwd(), None
+    for row in rows:
+        path = Path(row["paper_config"])
+        if path != last:
+            console.print(
+                f"[bold]{path.relative_to(cwd) if path.is_relative_to(cwd) else path}[/bold]"
+            )
+            last = path
+        where = " ".join(f"{k}={row[k]}" for k in ("config", "split") if row[k] is not None)
+        console.print(
+            f"  {row['kind']:<7} {row['hub_id']} {where} ({row['read']}): {row['size']}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
 def main(args: argparse.Namespace) -> None:
     """Run one zoo subcommand."""
     console = Console()
@@ -86,6 +110,9 @@ def main(args: argparse.Namespace) -> None:
     if args.command == "check-rehearsal":
         records = check_rehearsed(args.root)
         console.print(f"{len(records)} run records under {args.root}, each says rehearsal: true")
+        return
+    if args.command == "downloads":
+        _downloads(console, args)
         return
     item, size, seed = _item(args)
     if args.command == "info":
@@ -132,6 +159,21 @@ def parser() -> argparse.ArgumentParser:
         help="every run record under ROOT says rehearsal: true (exit 1 if one does not)",
     )
     sub.add_argument("root", help="a folder of rehearsal runs")
+    sub = commands.add_parser(
+        "downloads",
+        help="what each paper config will download from the hub, with sizes the local HF cache knows",
+    )
+    sub.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="only this paper config (repeatable; default: every paper config of every system)",
+    )
+    sub.add_argument(
+        "--hf_cache", metavar="DIR", help="the HF hub cache to read sizes from (default: HF's own)"
+    )
+    sub.add_argument("--json", action="store_true", help="one JSON list of rows instead of lines")
     return top
 
 

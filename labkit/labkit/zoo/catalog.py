@@ -104,7 +104,11 @@ _ITEMS = (
 
 
 def _replica(
-    kind: Literal["model", "dataset"], name: str, hub_ids: tuple[str, ...], what: str
+    kind: Literal["model", "dataset"],
+    name: str,
+    hub_ids: tuple[str, ...],
+    what: str,
+    version: str = "1",
 ) -> ZooItem:
     model = kind == "model"
     return ZooItem(
@@ -116,6 +120,7 @@ def _replica(
         sizes=("default", "test") if model else ("default",),
         replica_of=hub_ids,
         writes_files=not model,
+        version=version,
     )
 
 
@@ -150,6 +155,8 @@ _REPLICAS = (
         "replica-wikitext",
         ("Salesforce/wikitext", "wikitext"),
         "wikitext-{2,103}-{raw-v1,v1} rows: blank lines, ` = Heading = `, `<unk>` in non-raw",
+        # v3: a validation split long enough for AvalancheLLM's paper-size window pool
+        version="3",
     ),
     _replica(
         "dataset",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from labkit.rehearsal import ENV as REHEARSAL_ENV
+from labkit.rehearsal import forget_profile
 from labkit.zoo.catalog import as_zoo_name
 from labkit.zoo.resolve import load_dataset, resolve_model
 
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 @pytest.fixture(autouse=True)
 def no_ambient_rehearsal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts with rehearsal off whatever the shell says (tests of it turn it on), and a
-    test that turns it on (`--rehearse` sets the variable) leaves it off for the next."""
+    test that turns it on (`--rehearse` sets the variable) leaves it off for the next; nor does
+    one test's rehearsal profile reach the next one's run records."""
     monkeypatch.setenv(REHEARSAL_ENV, "0")
+    forget_profile()
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,8 @@ def replica_path(hub_id: str, kind: str) -> Path:
     from labkit.zoo.build import build_local
 
     item = replica_item(hub_id, kind)
-    path = build_local(item, REPLICA_SIZE, item.default_seed, {})
+    # Data replicas have one size (REPLICA_SIZE "test" shortens only the models' training).
+    size = REPLICA_SIZE if REPLICA_SIZE in item.sizes else "default"
+    path = build_local(item, size, item.default_seed, {})
     print(f"rehearsal: hub {kind} {hub_id} -> {item.zoo_name} ({path})", file=sys.stderr)
     return path
