@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from labkit.tables import table_console
 from labkit.watch import STATUS_STYLE, read_phases
 
 SUMMARY_SUFFIX = "_summary.json"
@@ -113,7 +114,7 @@ def live_sweep(
 ) -> Iterator[None]:
     """Show the sweep's run lines live while the block runs (on a terminal; else once at the end)."""
     view = _SweepRenderable(Path(summary_file))
-    console = console or Console()
+    console = console or table_console()
     try:
         with Live(view, console=console, refresh_per_second=1 / refresh_s, transient=False):
             yield

@@ -16,6 +16,7 @@ from labkit.cli import add_executor_flags
 from labkit.config import load_config
 from labkit.errors import ConfigError
 from labkit.executors import executor_spec, make_executor
+from labkit.tables import add_json_flag, print_json
 
 _INT1 = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 EVAL_BLOCK = {
@@ -74,6 +75,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     with run.running():
         summary = evaluate(cfg, run, units, pause_at=args.pause_at, executor=executor)
+    if args.json:
+        print_json(summary)
+        return 0
     print(results_markdown(summary), end="")
     print(f"evaluate: run {run.path}; summary.json, results.md/.tex and figures/ written")
     return 0
@@ -99,4 +103,5 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     add_resume_flag(e)
     add_executor_flags(e)
     e.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.chunk_episodes=2")
+    add_json_flag(e)
     e.set_defaults(func=cmd_evaluate)

@@ -12,6 +12,7 @@ from labkit.atomic import dumps_json
 from labkit.cli import run_cli
 from labkit.errors import EXIT_FAILURE
 from labkit.rehearsal import check_rehearsed
+from labkit.tables import add_json_flag, print_tables, table_console
 from labkit.zoo.build import build_cached, build_local
 from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name, replicas
 from labkit.zoo.reproduce import reproduce
@@ -29,8 +30,8 @@ def _item(args: argparse.Namespace) -> tuple[ZooItem, str, int]:
     return item, size, item.default_seed if args.seed is None else args.seed
 
 
-def _list(console: Console) -> None:
-    table = Table(title="labkit zoo (built = cached at the default seed)")
+def _list(console: Console, as_json: bool) -> None:
+    table = Table(title="labkit zoo (built = cached or shipped at the default seed)")
     table.add_column("name", no_wrap=True)
     for column in ("kind", "stands in for", "sizes", "version", "built"):
         table.add_column(column)
@@ -44,7 +45,7 @@ def _list(console: Console) -> None:
             item.version,
             ", ".join(built) or "-",
         )
-    console.print(table)
+    print_tables([table], as_json=as_json, console=console)
 
 
 def _info(console: Console, item: ZooItem, size: str, seed: int) -> None:
@@ -81,9 +82,9 @@ def _build_replicas(console: Console, size: str, seed: int | None, force: bool) 
 
 def main(args: argparse.Namespace) -> int | None:
     """Run one zoo subcommand."""
-    console = Console()
+    console = table_console()
     if args.command == "list":
-        _list(console)
+        _list(console, args.json)
         return None
     if args.command == "build-replicas":
         _build_replicas(console, args.size, args.seed, args.force)
@@ -115,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m labkit.zoo`."""
     top = argparse.ArgumentParser(prog="python -m labkit.zoo", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list every zoo item and which sizes are built")
+    add_json_flag(commands.add_parser("list", help="list every zoo item and which sizes are built"))
     for command, help_text in (
         ("info", "show an item's catalogue entry and, if built, its zoo card"),
         ("build", "build an item into the cache (no-op if built or shipped, unless --force)"),
