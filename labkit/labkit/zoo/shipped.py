@@ -20,8 +20,7 @@ import labkit
 from labkit.atomic import atomic_write_json
 from labkit.errors import LabkitError
 from labkit.zoo.catalog import ZooItem
-from labkit.zoo.fingerprint import file_digests
-from labkit.zoo.store import read_card
+from labkit.zoo.store import CARD_NAME
 
 SHIPPED_ROOT = Path(__file__).parent / "shipped"
 MANIFEST = "shipped.json"
@@ -54,34 +53,27 @@ def cpu_name() -> str:
 
 def verify_shipped(path: Path) -> Path:
     """`path` once its weights match its card's sha256 and every other file its manifest; else raise."""
-    manifest = _read_manifest(path)
-    card = read_card(path)
-    try:
-        weights = file_digests(path)
-    except LabkitError as exc:
-        raise ShippedBuildError(f"shipped build {path} is incomplete: {exc}") from None
-    expected = {"weights": card["weights_sha256"], "files": manifest["files"]}
-    actual = {"weights": weights, "files": {}}
-    for name in manifest["files"]:
+    card, manifest = _read_json(path / CARD_NAME), _read_json(path / MANIFEST)
+    checks = [(name, digest, "card") for name, digest in card.get("weights_sha256", {}).items()]
+    checks += [(name, digest, MANIFEST) for name, digest in manifest.get("files", {}).items()]
+    seen: dict[str, str] = {}
+    for name, expected, source in checks:
         file = path / name
-        actual["files"][name] = _sha256(file) if file.is_file() else "missing"
-    for what in ("weights", "files"):
-        for name, digest in expected[what].items():
-            got = actual[what].get(name, "missing")
-            if got != digest:
-                raise ShippedBuildError(
-                    f"shipped file {path / name} does not match its {'card' if what == 'weights' else MANIFEST} "
-                    f"(sha256 {got[:12]}, expected {digest[:12]}): truncated or edited; restore it with "
-                    f"`git checkout -- {path}`"
-                )
+        if name not in seen:
+            seen[name] = _sha256(file) if file.is_file() else "missing"
+        if seen[name] != expected:
+            raise ShippedBuildError(
+                f"shipped file {file} does not match its {source} (sha256 {seen[name][:12]}, expected "
+                f"{expected[:12]}): truncated or edited; restore it with `git checkout -- {path}`"
+            )
     return path
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_json(file: Path) -> dict[str, Any]:
     try:
-        return json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ShippedBuildError(f"shipped build {path}: unreadable {MANIFEST} ({exc})") from None
+        raise ShippedBuildError(f"shipped file {file} is unreadable ({exc})") from None
 
 
 def ship(built: Path, item: ZooItem, key: str) -> Path:
