@@ -9,6 +9,7 @@ from transformers import PreTrainedModel
 
 from cachemedicpp.corruption import CorruptionEvent
 from cachemedicpp.ppl import Window, perplexity
+from labkit.progress import Stage
 
 
 def search_eps(
@@ -47,6 +48,7 @@ def calibrate(
     ppl_clean = perplexity(model, windows)
     target, tol = settings["target_ppl_increase"], settings["tolerance"]
     out: dict[str, Any] = {}
+    stage = Stage("calibrate", len(types))
     for kind in types:
         trace: list[list[float]] = []
 
@@ -63,4 +65,6 @@ def calibrate(
             "reached": abs(inc - target) <= tol,
             "evaluations": trace,
         }
+        stage.update(len(out), detail=f"{kind} eps* {eps:.4g}")
+    stage.close()
     return {"ppl_clean": ppl_clean, "target_ppl_increase": target, "types": out}

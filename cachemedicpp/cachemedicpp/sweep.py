@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ from labkit.rehearsal import profile_overrides, with_profile
 from labkit.stats import bootstrap_ci
 from labkit.sweep import SweepPlan, plan_sweep, run_sweep, summary_path
 from labkit.sweep_view import live_sweep
+from labkit.tables import add_json_flag, print_json, table_console
 
 ENTRY = "cachemedicpp.sweep:run_one"
 # Entry of `--no-resume`: every phase of a run restarts from scratch.
@@ -334,8 +336,9 @@ def main(args: argparse.Namespace) -> int:
     executor = BudgetedExecutor(ordered, budget, *used)
     entry = ENTRY if args.resume else FRESH_ENTRY
     try:
-        # One live line per run (status, phase, step, node), whichever executor runs them.
-        with live_sweep(summary_file):
+        # One live line per run (status, phase, step, node), whichever executor runs them; with
+        # --json on stderr, so that stdout holds only the JSON.
+        with live_sweep(summary_file, table_console(sys.stderr) if args.json else None):
             run_sweep(plan, args.out_root, run_fn=entry, executor=executor, resume=True)
     except Paused:
         if executor.reason is None:
@@ -347,10 +350,13 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out_root) / plan.name / "ablation_summary.json"
     atomic_write_json(out, ablation(results, resolve(plan.runs[0].config)))
     counts = summary["counts"]
-    print(
-        f"cachemedicpp.sweep: {counts['complete']} of {len(plan.runs)} runs complete; "
-        f"summary {summary_file}"
-    )
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"cachemedicpp.sweep: {counts['complete']} of {len(plan.runs)} runs complete; "
+            f"summary {summary_file}"
+        )
     if executor.reason is not None:
         raise LabkitError(
             f"{executor.reason}; {counts['complete']} of {len(plan.runs)} runs complete: "
@@ -389,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file's `workers`, else 1); a run whose no_contr pair is unfinished still waits for it",
     )
     add_executor_flags(p)
+    add_json_flag(p)
     p.add_argument(
         "overrides", nargs="*", help="dot-key overrides of the base config, e.g. device=cpu"
     )

@@ -115,9 +115,10 @@ def test_sweep_runs_pairs_pauses_and_summarises(tmp_path, model_dir):
     ]
     paused = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     assert paused.returncode == 75, paused.stderr
-    done = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
+    done = subprocess.run([*cmd, "--json"], cwd=PROJECT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "pair_summary.json").read_text())
+    assert json.loads(done.stdout) == summary  # --json: stdout holds only the summary
     assert summary["status"] == "complete" and summary["counts"]["complete"] == 2
     result = {r["name"]: r["result"] for r in summary["runs"]}
     assert "cachemedic_no_contr" in result["c"]["task_auc"]["wikitext2_ppl"]

@@ -18,6 +18,7 @@ from rich.table import Table
 from dream.config import DEFAULT_CAPS, DEFAULT_REGIMES, DreamConfig, load_config
 from labkit.cli import bounded_int, run_cli
 from labkit.errors import ConfigError, MissingInputError
+from labkit.tables import add_json_flag, print_json, table_console
 from labkit.tracking import note as note_for_tracking
 
 if TYPE_CHECKING:
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, measuring=True)
     p.add_argument("--domain", type=_domains, required=True, help="one or more, comma-separated")
     p.add_argument("--refresh-baseline", action="store_true", help="remeasure even if current")
+    add_json_flag(p)
 
     p = sub.add_parser("evaluate", help="evaluate one genome against the stock baselines")
     _common(p, measuring=True)
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("service", help="evolve genomes: generations of NSGA-II over the domains")
     _common(p, measuring=True)
+    add_json_flag(p)
     p.add_argument(
         "--domains", type=_domains, default=None, help="default: every domain this host runs"
     )
@@ -182,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("approvals", help="list, approve or reject packs waiting for a human")
     _common(p)
+    add_json_flag(p)
     p.add_argument("action", choices=("list", "approve", "reject"))
     p.add_argument("domain", nargs="?")
     p.add_argument("cand_id", nargs="?")
@@ -214,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the latest; -1: fleet workers' trials",
     )
     p.add_argument("--domains", type=_domains, default=None)
+    add_json_flag(p)
 
     p = sub.add_parser("dashboard", help="web page: approvals queue, pack evidence, promotions")
     _common(p)
@@ -440,7 +445,10 @@ def _approvals(args: argparse.Namespace, console: Console) -> None:
                 e["decided_utc"] or e["queued_utc"],
                 e["pack_sha256"][:12],
             )
-        console.print(t)
+        if args.json:
+            print_json(entries)
+        else:
+            console.print(t)
         return
     if not (args.domain and args.cand_id):
         raise ConfigError(f"approvals {args.action} needs DOMAIN CAND_ID")
@@ -455,7 +463,7 @@ def _approvals(args: argparse.Namespace, console: Console) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Dispatch one subcommand."""
-    console = Console()
+    console = table_console()
     if args.command == "doctor":
         from dream.doctor import diagnose, print_diagnosis
 
@@ -467,7 +475,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.command in ("baseline", "evaluate", "service", "worker"):
         result = _measure(args, console)
-        if args.command == "worker":
+        if getattr(args, "json", False):
+            print_json(result)
+        elif args.command == "worker":
             study = result["study"]
             console.print(
                 f"worker {result['worker']} ({result['wall_s']} s): evaluated "
@@ -525,16 +535,23 @@ def main(args: argparse.Namespace) -> int:
     from dream.report import fleet_table, render_report
 
     roots = args.out_root or [Path("runs") / socket.gethostname().split(".")[0]]
+    shown = None if args.json else console
+    reports = []
     for root in roots:
-        out = render_report(root, generation=args.generation, domains=args.domains, console=console)
+        out = render_report(root, generation=args.generation, domains=args.domains, console=shown)
+        reports.append({"out_root": str(root), **out})
         # With tracking on, the tables and figures join the tree's latest run in MLflow.
         for manifest in sorted((Path(root) / "artifacts" / "manifests").glob("*.json"))[-1:]:
             note_for_tracking(manifest, "dream")
-        console.print(f"table: {out['table']}")
-        for domain, path in out["figures"].items():
-            console.print(f"figure ({domain}): {path}")
-    if len(roots) > 1:
-        console.print(fleet_table(roots, args.generation))
+        if shown is not None:
+            console.print(f"table: {out['table']}")
+            for domain, path in out["figures"].items():
+                console.print(f"figure ({domain}): {path}")
+    fleet = fleet_table(roots, args.generation) if len(roots) > 1 else None
+    if args.json:
+        print_json({"reports": reports, "fleet": fleet})
+    elif fleet is not None:
+        console.print(fleet)
     return 0
 
 

@@ -19,6 +19,7 @@ from dream.candidate_pack import load_pack
 from dream.config import REGIMES
 from labkit.atomic import atomic_write_text, atomic_write_with
 from labkit.errors import MissingInputError
+from labkit.tables import UNBOUNDED_WIDTH
 
 PLOTTED = ("perf", "p95_ms", "watts")
 _GEN = re.compile(r"^gen(\d+)_\d+\.json$")
@@ -186,15 +187,19 @@ def render_report(
     domains: Iterable[str] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Print the tables, save them as text and the figures under `artifacts/reports/`."""
+    """Print the tables, save them as text and the figures under `artifacts/reports/`; return where,
+    with the tables themselves."""
     artifacts = Path(out_root) / "artifacts"
     g, by_domain = find_packs(artifacts, generation, domains)
     base_path = artifacts / "baselines.json"
     baselines = json.loads(base_path.read_text()) if base_path.exists() else {}
-    record = Console(record=True, width=160, file=io.StringIO())
+    # The saved text is as wide as its tables: nothing folded or cut.
+    record = Console(record=True, width=UNBOUNDED_WIDTH, file=io.StringIO())
     figures = {}
+    tables = []
     for domain, packs in by_domain.items():
         for table in (summary_table(domain, g, packs), regime_table(domain, packs)):
+            tables.append(table)
             record.print(table)
             if console is not None:
                 console.print(table)
@@ -204,7 +209,8 @@ def render_report(
         if fig is not None:
             figures[domain] = str(fig.relative_to(Path(out_root)))
     text = atomic_write_text(artifacts / "reports" / f"gen{g}.txt", record.export_text())
-    return {"generation": g, "table": str(text.relative_to(Path(out_root))), "figures": figures}
+    table = str(text.relative_to(Path(out_root)))
+    return {"generation": g, "table": table, "figures": figures, "tables": tables}
 
 
 def fleet_table(out_roots: Sequence[str | os.PathLike], generation: int | None) -> Table:

@@ -115,3 +115,22 @@ def test_a_repeated_cand_id_exits_4_and_keeps_the_pack(ctx, evaluate, capsys):
     assert path.read_bytes() == before
     evaluate(cand_id="c2")  # the control: a new name is written
     assert (ctx.out_root / "artifacts/candidates/cpu/c2.json").is_file()
+
+
+def test_report_piped_keeps_every_column_and_offers_json(ctx, evaluate, capsys, monkeypatch):
+    evaluate(cand_id="gen0_00")
+    argv = ["report", "--out_root", str(ctx.out_root)]
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, _ = _exit(argv, capsys)  # stdout is not a terminal here, as in `make demo > file`
+    assert code == 0 and "…" not in out and "Δ CI" in out and "passes" in out
+    saved = (ctx.out_root / "artifacts/reports/gen0.txt").read_text()
+    assert "…" not in saved and "passes" in saved
+    monkeypatch.setenv("COLUMNS", "80")  # control: an 80-column console cuts the regime table
+    code, narrow, _ = _exit(argv, capsys)
+    assert code == 0 and "…" in narrow
+    code, out, _ = _exit([*argv, "--json"], capsys)
+    (report,) = json.loads(out)["reports"]
+    candidates, regimes = report["tables"]
+    assert candidates["rows"][0]["cand"] == "gen0_00" and candidates["rows"][0]["safe"] == "yes"
+    assert {row["regime"] for row in regimes["rows"]} >= {"normal"}
+    assert "Δ CI" in regimes["columns"] and report["table"].endswith("gen0.txt")

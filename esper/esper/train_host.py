@@ -10,14 +10,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from esper.config import resolve_device, task_config
 from esper.kasmina import action_enum
@@ -196,20 +192,6 @@ class HostRun:
         set_rng_state(state["rng"])
 
 
-@contextmanager
-def _progress(total: int, done: int) -> Iterator[Any]:
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("train-host {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as progress:
-        yield progress, progress.add_task("", total=total, completed=done)
-
-
 def train_host(
     cfg: dict[str, Any],
     run: RunDir,
@@ -233,10 +215,8 @@ def train_host(
         (run.path / name).touch()
     total = hr.total_epochs
     started = time.perf_counter()
-    with (
-        Heartbeat(run.path, PHASE, total, step=hr.epochs_done, min_interval_s=heartbeat_s) as hb,
-        _progress(total, hr.epochs_done) as (progress, bar),
-    ):
+    # The heartbeat also draws the progress bar (labkit.progress).
+    with Heartbeat(run.path, PHASE, total, step=hr.epochs_done, min_interval_s=heartbeat_s) as hb:
         # An epoch is long next to one stat() call, so the request file is checked every epoch.
         pause = PauseControl(run.path, PHASE, heartbeat=hb, min_interval_s=0)
         while hr.epochs_done < total:
@@ -248,7 +228,6 @@ def train_host(
             done = hr.epochs_done
             saved = hr.checkpoint() if done % cfg["checkpoint_every"] == 0 else None
             hb.beat(done, metrics=jsonable({k: record[k] for k in BEAT_KEYS}), checkpoint=saved)
-            progress.update(bar, completed=done, description=_describe(record))
             if done == pause_at:
                 request_pause(run.path, f"train-host --pause_at {pause_at}")
             if done < total and pause.requested():
@@ -264,10 +243,6 @@ def train_host(
 
 
 BEAT_KEYS = ("episode", "epoch", "val_loss", "val_accuracy", "seed_stage", "action")
-
-
-def _describe(record: dict[str, Any]) -> str:
-    return f"episode {record['episode']} val loss {record['val_loss']:.4f}"
 
 
 def summarise(run: RunDir, cfg: dict[str, Any], wall_s: float) -> dict[str, Any]:

@@ -132,6 +132,14 @@ def test_pause_and_resume_give_identical_logs(tmp_path):
     assert _bytes(run) == _bytes(tmp_path / "whole")
 
 
+def test_json_prints_the_summary_instead_of_the_table(tmp_path, capsys):
+    run = tmp_path / "eval"
+    assert evaluate(run, "heuristic,random", "--json", episodes=2) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((run / "summary.json").read_text())
+    assert set(printed["policies"]) == {"heuristic", "random"}
+
+
 def test_pause_request_file_stops_at_an_episode_boundary(tmp_path):
     run = tmp_path / "run"
     assert evaluate(run, "static", "--pause_at", 1) == 75

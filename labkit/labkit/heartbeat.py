@@ -1,4 +1,7 @@
-"""Per-phase heartbeat: `logs/<phase>_heartbeat.json` (latest) and `.jsonl` (timeline), throttled."""
+"""Per-phase heartbeat: `logs/<phase>_heartbeat.json` (latest) and `.jsonl` (timeline), throttled.
+
+Every heartbeat also feeds `labkit.progress`: a live bar on a terminal, one line per completed phase off it.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Any
 from labkit.atomic import atomic_write_json
 from labkit.errors import Paused
 from labkit.jsonl import append_jsonl
+from labkit.progress import Stage, describe
 
 STATUSES = ("running", "paused", "complete", "failed")
 TERMINAL = ("paused", "complete", "failed")
@@ -92,6 +96,7 @@ class Heartbeat:
         self._samples: deque[tuple[float, int]] = deque([(time.monotonic(), step)], maxlen=window)
         self._last_write = time.monotonic()
         self.write()
+        self._stage = Stage(phase, total, done=step)
 
     def beat(
         self,
@@ -106,6 +111,7 @@ class Heartbeat:
         self.step = step
         if metrics is not None:
             self.metrics = metrics
+        self._stage.update(step, detail=describe(self.metrics))
         urgent = force or checkpoint is not None or state is not None
         if not urgent and time.monotonic() - self._last_write < self.min_interval_s:
             return False
@@ -133,6 +139,8 @@ class Heartbeat:
         self.beat(
             self.step if step is None else step, metrics=metrics, checkpoint=checkpoint, force=True
         )
+        if status in TERMINAL:
+            self._stage.close(status)
 
     def throughput(self, now: float) -> float | None:
         """Steps per second over the recent window, None before any progress."""

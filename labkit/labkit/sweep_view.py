@@ -19,6 +19,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from labkit.progress import ENV as PROGRESS_ENV
+from labkit.tables import table_console
 from labkit.watch import STATUS_STYLE, read_phases
 
 SUMMARY_SUFFIX = "_summary.json"
@@ -113,10 +115,18 @@ def live_sweep(
 ) -> Iterator[None]:
     """Show the sweep's run lines live while the block runs (on a terminal; else once at the end)."""
     view = _SweepRenderable(Path(summary_file))
-    console = console or Console()
+    console = console or table_console()
+    # The view shows every run's phase and step, so runs (in this process or spawned from it) draw no
+    # progress of their own over it.
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "off"
     try:
         with Live(view, console=console, refresh_per_second=1 / refresh_s, transient=False):
             yield
     finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
         if not console.is_terminal:
             console.line()  # off a terminal, Live leaves its last line open for the next print

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -25,6 +25,7 @@ from labkit.errors import ConfigError, MissingInputError
 from labkit.heartbeat import TERMINAL
 from labkit.jsonl import read_jsonl
 from labkit.rundir import RECORD
+from labkit.tables import add_json_flag, table_console
 
 STATUS_STYLE = {"running": "cyan", "paused": "yellow", "complete": "green", "failed": "bold red"}
 
@@ -153,6 +154,29 @@ def render(run_dir: Path, views: list[PhaseView], stale_after_s: float) -> Group
     return Group(header, table, *lines)
 
 
+def as_json(
+    run_dir: Path, views: list[PhaseView], summaries: list[Path], stale_after_s: float
+) -> dict[str, Any]:
+    """What the dashboard shows, as data: each phase's heartbeat and health, and each sweep summary."""
+    now = datetime.now(UTC)
+    sweeps = []
+    for path in summaries:
+        try:
+            sweeps.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            sweeps.append({"summary": str(path), "error": "unreadable"})
+    phases = [
+        {
+            "phase": v.phase,
+            "health": "unreadable" if v.beat is None else health(v.beat, now, stale_after_s),
+            "note": v.note,
+            "heartbeat": v.beat,
+        }
+        for v in views
+    ]
+    return {"run_dir": str(run_dir), "phases": phases, "sweeps": sweeps}
+
+
 def _fingerprint(views: list[PhaseView]) -> tuple:
     return tuple(
         (v.phase, v.note, *(v.beat.get(k) for k in ("updated_utc", "status", "step")))
@@ -172,7 +196,7 @@ def main(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise MissingInputError(f"run directory not found: {run_dir}")
-    console = Console()
+    console = table_console()
     # A sweep's out root (or sweep folder) also gets one line per run of each sweep in it.
     summaries = sweep_summaries(run_dir)
     views = read_phases(run_dir)
@@ -188,11 +212,19 @@ def main(args: argparse.Namespace) -> int:
     def finished() -> bool:
         return all_terminal(views) if views else bool(summaries) and sweeps_terminal(summaries)
 
+    def show() -> None:
+        if args.json:  # one JSON document per line, so --follow writes JSON Lines
+            print(json.dumps(as_json(run_dir, views, summaries, args.stale_after)), flush=True)
+        else:
+            console.print(draw())
+
     if not args.follow:
-        console.print(draw())
+        show()
         return 0
-    # A terminal gets a live view; a pipe or file gets a new block each time something changes.
-    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    # A terminal gets a live view; a pipe, a file or --json gets a new block each time something changes.
+    live = (
+        Live(console=console, auto_refresh=False) if console.is_terminal and not args.json else None
+    )
     seen = None
     with live or contextlib.nullcontext():
         while True:
@@ -200,7 +232,7 @@ def main(args: argparse.Namespace) -> int:
                 live.update(draw(), refresh=True)
             elif fingerprint() != seen:
                 seen = fingerprint()
-                console.print(draw())
+                show()
             if args.stop_on_terminal and finished():
                 return 0
             time.sleep(args.interval)
@@ -228,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="flag a running phase whose heartbeat is older than this many seconds",
     )
+    add_json_flag(p)
     return p
 
 

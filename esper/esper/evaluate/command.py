@@ -17,6 +17,7 @@ from labkit.config import load_config
 from labkit.errors import ConfigError
 from labkit.executors import executor_spec, make_executor
 from labkit.rehearsal import with_profile
+from labkit.tables import add_json_flag, print_json
 
 _INT1 = {"type": "integer", "minimum": 1, "maximum": 1_000_000}
 EVAL_BLOCK = {
@@ -75,6 +76,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     with run.running():
         summary = evaluate(cfg, run, units, pause_at=args.pause_at, executor=executor)
+    if args.json:
+        print_json(summary)
+        return 0
     print(results_markdown(summary), end="")
     print(f"evaluate: run {run.path}; summary.json, results.md/.tex and figures/ written")
     return 0
@@ -100,4 +104,5 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     add_resume_flag(e)
     add_executor_flags(e)
     e.add_argument("overrides", nargs="*", help="dot-key overrides, e.g. eval.chunk_episodes=2")
+    add_json_flag(e)
     e.set_defaults(func=cmd_evaluate)

@@ -1,5 +1,5 @@
-"""Command line: `python -m labkit.zoo list | info NAME | build NAME | build-replicas | check-rehearsal ROOT |
-downloads` (see --help)."""
+"""Command line: `python -m labkit.zoo list | info NAME | build NAME [--verify] | ship NAME |
+build-replicas | check-rehearsal ROOT | downloads` (see --help)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ from rich.table import Table
 
 from labkit.atomic import dumps_json
 from labkit.cli import run_cli
+from labkit.errors import EXIT_FAILURE
 from labkit.rehearsal import check_rehearsed
-from labkit.zoo.build import build_local
+from labkit.tables import add_json_flag, print_tables, table_console
+from labkit.zoo.build import build_cached, build_local
 from labkit.zoo.catalog import CATALOG, ZooItem, as_zoo_name, parse_name, replicas
 from labkit.zoo.downloads import as_rows, cached_sizes, paper_downloads
+from labkit.zoo.reproduce import reproduce
+from labkit.zoo.shipped import SHIPPED_ROOT, ship, shipped_dir
 from labkit.zoo.store import cache_key, is_built, item_dir, read_card
 
 
 def _build_dir(item: ZooItem, size: str, seed: int) -> Path:
-    return item_dir(item.kind, item.name, cache_key(size, seed, item.version, {}))
+    key = cache_key(size, seed, item.version, {})
+    return shipped_dir(item, key) or item_dir(item.kind, item.name, key)
 
 
 def _item(args: argparse.Namespace) -> tuple[ZooItem, str, int]:
@@ -27,8 +32,8 @@ def _item(args: argparse.Namespace) -> tuple[ZooItem, str, int]:
     return item, size, item.default_seed if args.seed is None else args.seed
 
 
-def _list(console: Console) -> None:
-    table = Table(title="labkit zoo (built = cached at the default seed)")
+def _list(console: Console, as_json: bool) -> None:
+    table = Table(title="labkit zoo (built = cached or shipped at the default seed)")
     table.add_column("name", no_wrap=True)
     for column in ("kind", "stands in for", "sizes", "version", "built"):
         table.add_column(column)
@@ -42,7 +47,7 @@ def _list(console: Console) -> None:
             item.version,
             ", ".join(built) or "-",
         )
-    console.print(table)
+    print_tables([table], as_json=as_json, console=console)
 
 
 def _info(console: Console, item: ZooItem, size: str, seed: int) -> None:
@@ -54,7 +59,8 @@ def _info(console: Console, item: ZooItem, size: str, seed: int) -> None:
     console.print(f"builder: {item.builder}; options: {', '.join(item.options) or 'none'}")
     path = _build_dir(item, size, seed)
     if is_built(path):
-        console.print(f"built at {path}:")
+        where = "shipped in the repository" if path.is_relative_to(SHIPPED_ROOT) else "built"
+        console.print(f"{where} at {path}:")
         console.print_json(dumps_json(read_card(path)))
     else:
         console.print(
@@ -98,39 +104,50 @@ def _downloads(console: Console, args: argparse.Namespace) -> None:
         )
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> int | None:
     """Run one zoo subcommand."""
-    console = Console()
+    console = table_console()
     if args.command == "list":
-        _list(console)
-        return
+        _list(console, args.json)
+        return None
     if args.command == "build-replicas":
         _build_replicas(console, args.size, args.seed, args.force)
-        return
+        return None
     if args.command == "check-rehearsal":
         records = check_rehearsed(args.root)
         console.print(f"{len(records)} run records under {args.root}, each says rehearsal: true")
-        return
+        return None
     if args.command == "downloads":
         _downloads(console, args)
-        return
+        return None
     item, size, seed = _item(args)
     if args.command == "info":
         _info(console, item, size, seed)
-        return
+        return None
+    if args.command == "ship":
+        built = build_cached(item, size, seed, {})
+        path = ship(built, item, cache_key(size, seed, item.version, {}))
+        console.print(f"shipped {item.zoo_name}@{size} (seed {seed}): {path}", soft_wrap=True)
+        return None
+    if args.verify:
+        result = reproduce(item, size, seed)
+        console.print(result.verdict(), soft_wrap=True)
+        return None if result.identical else EXIT_FAILURE
     path = build_local(item, size, seed, {}, force=args.force)
     console.print(f"{item.zoo_name}@{size} (seed {seed}) at {path}")
     console.print_json(dumps_json(read_card(path)))
+    return None
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m labkit.zoo`."""
     top = argparse.ArgumentParser(prog="python -m labkit.zoo", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list every zoo item and which sizes are built")
+    add_json_flag(commands.add_parser("list", help="list every zoo item and which sizes are built"))
     for command, help_text in (
         ("info", "show an item's catalogue entry and, if built, its zoo card"),
-        ("build", "build an item into the cache (no-op if built, unless --force)"),
+        ("build", "build an item into the cache (no-op if built or shipped, unless --force)"),
+        ("ship", "copy an item's cache build into the repository as its shipped build"),
     ):
         sub = commands.add_parser(command, help=help_text)
         sub.add_argument(
@@ -139,8 +156,15 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--size", help="size (default: the one in NAME, else 'default')")
         sub.add_argument("--seed", type=int, help="seed (default: the item's default seed)")
         if command == "build":
-            sub.add_argument(
+            how = sub.add_mutually_exclusive_group()
+            how.add_argument(
                 "--force", action="store_true", help="rebuild, replacing the old at the end"
+            )
+            how.add_argument(
+                "--verify",
+                action="store_true",
+                help="rebuild a model in a temp directory and compare its weights with the shipped "
+                "(else cached) build; exit 1 if they differ (nothing is replaced)",
             )
     sub = commands.add_parser(
         "build-replicas",

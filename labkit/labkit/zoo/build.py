@@ -10,34 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 import labkit
 from labkit.errors import ConfigError
+from labkit.progress import Stage
 from labkit.zoo.catalog import ZooItem
 from labkit.zoo.fingerprint import file_digests
+from labkit.zoo.shipped import shipped_dir, verify_shipped
 from labkit.zoo.store import build_atomically, cache_key, item_dir
 
 
 @contextmanager
 def progress_bar(title: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on stderr; yields `report(done, total, message)` for the builder."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(
-        *columns, TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)
-    ) as progress:
-        task = progress.add_task(title, total=None)
+    """Live progress on stderr (a terminal only: builds print their own line when done); yields
+    `report(done, total, message)` for the builder."""
+    with Stage(title, None, end_line=False) as stage:
 
         def report(done: int, total: int, message: str) -> None:
-            progress.update(task, completed=done, total=total, description=f"{title}: {message}")
+            stage.update(done, total=total, detail=message)
 
         yield report
 
@@ -64,9 +54,10 @@ def _datasets_quiet() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _run_builder(
+def run_builder(
     item: ZooItem, size: str, seed: int, options: Mapping[str, Any], out: Path
 ) -> dict[str, Any]:
+    """Run `item`'s builder into the empty directory `out`; return its card without the bookkeeping."""
     builder = item.load_builder()
     lead = (item.name,) if item.builder_takes_name else ()
     with progress_bar(f"building {item.zoo_name}@{size} (seed {seed})") as report:
@@ -84,15 +75,32 @@ def _run_builder(
 def build_local(
     item: ZooItem, size: str, seed: int, options: Mapping[str, Any], *, force: bool = False
 ) -> Path:
-    """Cache directory of `item` at `size`/`seed`/`options`, building it first if needed."""
+    """Directory of `item` at `size`/`seed`/`options`: its shipped build (verified), else the cache's,
+    building it first if needed."""
     check_options(item, options)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed for {item.zoo_name} must be an integer, got {seed!r}")
+    shipped = shipped_dir(item, cache_key(size, seed, item.version, options))
+    if shipped is None:
+        return build_cached(item, size, seed, options, force=force)
+    if force:
+        raise ConfigError(
+            f"{item.zoo_name}@{size} (seed {seed}) is shipped in the repository and is not rebuilt "
+            f"over; `python -m labkit.zoo build {item.zoo_name}@{size} --verify` rebuilds it in a "
+            "temp directory and compares"
+        )
+    return verify_shipped(shipped)
+
+
+def build_cached(
+    item: ZooItem, size: str, seed: int, options: Mapping[str, Any], *, force: bool = False
+) -> Path:
+    """Cache directory of `item` at `size`/`seed`/`options`, building it first if needed."""
     target = item_dir(item.kind, item.name, cache_key(size, seed, item.version, options))
 
     def build(out: Path) -> dict[str, Any]:
         started = time.perf_counter()
-        card = _run_builder(item, size, seed, options, out)
+        card = run_builder(item, size, seed, options, out)
         seconds = round(time.perf_counter() - started, 3)
         Console(stderr=True).print(
             f"built {item.zoo_name}@{size} in {seconds:.1f} s -> {target}", soft_wrap=True

@@ -39,7 +39,9 @@ def perplexity(model: PreTrainedModel, ids: np.ndarray, window: int, batch: int 
     total, count = 0.0, 0
     for i in range(0, n, batch):
         x = rows[i : i + batch]
-        logp = torch.log_softmax(model(input_ids=x).logits[:, :-1].float(), -1)
+        # An explicit all-ones mask: these windows hold EOS (= the pad id) but no padding.
+        logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), -1)
         total -= logp.gather(-1, x[:, 1:, None]).sum().item()
         count += x[:, 1:].numel()
     return math.exp(total / count)
@@ -61,8 +63,10 @@ def continuation_logprobs(
     conts = [_ids(tok, a) for a in answers]
     width = len(p) + max(map(len, conts))
     # Right padding is harmless: causal attention never lets a position see the padding after it.
+    # The mask says so anyway, so transformers need not warn that the input may be padded.
     x = torch.tensor([p + c + [tok.pad_token_id] * (width - len(p) - len(c)) for c in conts])
-    logp = torch.log_softmax(model(input_ids=x).logits.float(), -1)
+    mask = torch.tensor([[1] * (len(p) + len(c)) + [0] * (width - len(p) - len(c)) for c in conts])
+    logp = torch.log_softmax(model(input_ids=x, attention_mask=mask).logits.float(), -1)
     return [
         sum(logp[i, len(p) - 1 + j, t].item() for j, t in enumerate(c)) for i, c in enumerate(conts)
     ]
@@ -76,7 +80,8 @@ def needle_recall(
     hits = []
     for row in rows:
         prompt, answer = format_needle(row)
-        logits = model(input_ids=torch.tensor([_ids(tok, prompt)])).logits[0, -1]
+        x = torch.tensor([_ids(tok, prompt)])
+        logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1]
         hits.append(int(logits.argmax()) == _ids(tok, answer)[0])
     return float(np.mean(hits))
 

@@ -192,7 +192,10 @@ class Mixture:
 
 def weighted_loss(model: PreTrainedModel, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy with each target's loss scaled by its weight."""
-    logits = model(input_ids=ids[:, :-1]).logits
+    x = ids[:, :-1]
+    # Rows hold EOS (= the pad id) between documents but no padding: an all-ones mask says so, which
+    # leaves the causal attention as it is and keeps transformers from warning about padding.
+    logits = model(input_ids=x, attention_mask=torch.ones_like(x)).logits
     nll = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
     w = weights[:, 1:].flatten()
     return (nll * w).sum() / w.sum()
