@@ -13,7 +13,8 @@ from labkit.errors import ConfigError, SchemaError
 
 from .conftest import CNN_CONFIG, CNN_TEST, CONFIGS, make_episode
 
-ALL_CONFIGS = sorted(CONFIGS.glob("*.yaml"))
+PROFILE = CONFIGS / "rehearsal_profile.yaml"
+ALL_CONFIGS = sorted(p for p in CONFIGS.glob("*.yaml") if p != PROFILE)
 
 
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: p.name)
@@ -22,6 +23,12 @@ def test_no_config_validates_on_the_test_split(path):
     assert "val_split" not in data  # validation has no split of its own to point at
     assert data["test_split"] != data["train_split"]
     assert 0 < data["val_fraction"] < 1
+
+
+def test_the_rehearsal_profile_moves_no_split():
+    caps = yaml.safe_load(PROFILE.read_text(encoding="utf-8"))
+    keys = [key for section in caps.values() for key in section]
+    assert keys and not [key for key in keys if "split" in key or "val_fraction" in key]
 
 
 def test_a_config_naming_a_validation_split_is_refused(tmp_path):
