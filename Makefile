@@ -72,8 +72,8 @@ demo: $(STAMP)
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
 
-# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget: 5 min 05 s on
-# 2 idle cores (11-16 min at a load of 5-13; README, Demo).
+# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget: 9 min 17 s on
+# 2 idle cores inside a fresh-clone `make demo`, with the 6-shot sentiment prompts (README, Demo).
 CMPP_DEMO := eval.wikitext2_ppl.max_windows=40 eval.sst2_prompted.n=100 eval.needle_long_context.n=30 stability.prompts=10
 demo-cachemedicpp: $(STAMP)
 	cd cachemedicpp && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
