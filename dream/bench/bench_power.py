@@ -8,7 +8,7 @@ regime declares. Its trials come from a seeded model instead of fio: per trial, 
 every trial is multiplied by a host drift of `drift_pct` per trial in run order. Everything after
 the trial values is the product's code, as `evaluator.pack_candidate` calls it for a full pack: the
 ABBA loop (`evaluator.run_blocks`, warm-ups aside), the affected regimes, each regime's paired
-statistics and tests (`evaluator.summarise_regime`) and `significance.improves_over_baseline`.
+statistics and tests (`evaluator.summarise_candidate`) and `significance.improves_over_baseline`.
 
 Two arms per row: the planted effect (detection rate, goal >= 0.8) and the null control, the same
 genome with no effect anywhere (false-approval rate, goal <= 0.05). Rates come with exact
@@ -44,10 +44,9 @@ from dream.config import DEFAULT_REGIMES, REGIMES, ExecutionPolicy, load_config
 from dream.domains import storage
 from dream.evaluator import (
     EvalContext,
-    affected_regimes,
     run_blocks,
     stage_plan,
-    summarise_regime,
+    summarise_candidate,
 )
 from dream.host import DREAM_ROOT, HostInfo
 from dream.runner import TrialOutcome
@@ -127,19 +126,11 @@ def verdict(
     model = _trial_model(rng, effect=effect, cv=cv, p95_cv=p95_cv, drift_pct=drift_pct)
     seed = np.random.SeedSequence(int(rng.integers(2**32)))
     genome = candidate(ctx)
-    affected = affected_regimes(ctx.cfg, ctx.spec(DOMAIN), genome, REGIMES)
-    results = [
-        summarise_regime(
-            ctx,
-            DOMAIN,
-            r,
-            run_blocks(model(r, True), model(r, False), policy, seed=seed, sleep=ctx.sleep),
-            None,
-            {},
-            affected[r],
-        )
+    series = {
+        r: run_blocks(model(r, True), model(r, False), policy, seed=seed, sleep=ctx.sleep)
         for r in REGIMES
-    ]
+    }
+    results = summarise_candidate(ctx, DOMAIN, genome, series, {}, {})
     gain = results[REGIMES.index(PLANTED_REGIME)].gain
     return improves_over_baseline([(x.affected, x.gain, x.noninferior) for x in results]), gain
 

@@ -401,8 +401,12 @@ def summarise_regime(
     baseline: Mapping[str, Any] | None,
     caps: Mapping[str, float],
     affected: bool | None = None,
+    family: int = 1,
 ) -> RegimeResult:
-    """KPI series and CIs; for a candidate, paired ABBA statistics against its stock trials and tests."""
+    """KPI series and CIs; for a candidate, paired ABBA statistics against its stock trials and tests.
+
+    `family`: how many regimes' gain tests the verdict takes (see `regime_tests`).
+    """
     ok = series.ok
     kpis, unavailable, ci95, ci_method = {}, {}, {}, {}
     d, r = DOMAINS.index(domain), REGIMES.index(regime)
@@ -425,7 +429,7 @@ def summarise_regime(
         ci = None if st is None else st["ratio_ci95"]
         delta_pct_ci[k] = [100 * (ci[0] - 1), 100 * (ci[1] - 1)] if ci else None
     if series.blocks:
-        tests, gain, guard = regime_tests(paired, ctx.cfg.tolerance)
+        tests, gain, guard = regime_tests(paired, ctx.cfg.tolerance, family=family)
     else:
         tests, gain, guard = {"reason": "no paired stock trials (a stock baseline)"}, None, None
     peaks = {}
@@ -487,6 +491,23 @@ def affected_regimes(
     return {r: bool(moved & (set(cfg.regime_genes(spec.domain, r)) | real)) for r in regimes}
 
 
+def summarise_candidate(
+    ctx: EvalContext,
+    domain: str,
+    genome: Mapping[str, Any],
+    series: Mapping[str, TrialSeries],
+    baselines: Mapping[str, Mapping[str, Any]],
+    caps: Mapping[str, float],
+) -> list[RegimeResult]:
+    """Every measured regime of a candidate summarised, its gain tests corrected for their number."""
+    affected = affected_regimes(ctx.cfg, ctx.spec(domain), genome, list(series))
+    family = max(1, sum(affected.values()))
+    return [
+        summarise_regime(ctx, domain, r, s, baselines.get(r), caps, affected[r], family)
+        for r, s in series.items()
+    ]
+
+
 def stage_plan(cfg: DreamConfig, stage: str) -> tuple[tuple[str, ...], ExecutionPolicy]:
     """Regimes and policy of a stage: `screen` runs normal for min_trials, `full` all four."""
     if stage not in STAGES:
@@ -523,11 +544,9 @@ def pack_candidate(
     spec = ctx.spec(domain)
     genome = spec.check(genome)
     caps = ctx.cfg.domain_caps(domain, ctx.host)
-    affected = affected_regimes(ctx.cfg, spec, genome, regimes)
-    results = [
-        summarise_regime(ctx, domain, r, series[r], baselines.get(r), caps, affected[r])
-        for r in regimes
-    ]
+    results = summarise_candidate(
+        ctx, domain, genome, {r: series[r] for r in regimes}, baselines, caps
+    )
     verdict: CapVerdict = check_caps(
         caps,
         {r: series[r].outcomes for r in regimes},

@@ -59,11 +59,14 @@ def _upper_test(stats: Mapping[str, Any] | None, limit_pct: float) -> dict[str, 
 
 
 def regime_tests(
-    paired: Mapping[str, Mapping[str, Any] | None], tol: Tolerance
+    paired: Mapping[str, Mapping[str, Any] | None], tol: Tolerance, *, family: int = 1
 ) -> tuple[dict[str, Any], bool | None, bool | None]:
     """The regime's tests, whether perf gained significantly, and whether it is non-inferior.
 
-    gain: one-sided paired t-test p < perf_alpha and the mean paired change >= perf_improvement_pct.
+    gain: one-sided paired t-test p < perf_alpha / family and the mean paired change >=
+    perf_improvement_pct. `family` is how many regimes' gain tests can each make the candidate
+    improve (its affected regimes): Bonferroni keeps the chance that any of them passes by
+    noise at perf_alpha.
     non-inferior: perf ratio CI lower bound >= 1 - margin, and p95 (and watts where measured) CI
     upper bounds within their regression limits. None when there are too few valid blocks.
     """
@@ -77,11 +80,14 @@ def regime_tests(
     else:
         p = perf.get("p_greater")
         change = 100 * (perf["ratio"] - 1)
-        gain = None if p is None else p < tol.perf_alpha and change >= tol.perf_improvement_pct
+        alpha = tol.perf_alpha / family
+        gain = None if p is None else p < alpha and change >= tol.perf_improvement_pct
         tests["perf_gain"] = {
-            "rule": "paired one-sided t p < alpha and change >= min",
+            "rule": "paired one-sided t p < alpha / family and change >= min",
             "p_value": p,
             "alpha": tol.perf_alpha,
+            "family": family,
+            "alpha_adjusted": alpha,
             "change_pct": change,
             "min_change_pct": tol.perf_improvement_pct,
             "passes": gain,

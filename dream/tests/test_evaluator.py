@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from dream import evaluator
 from dream.config import load_config
@@ -13,6 +15,7 @@ from dream.domains import DOMAINS, domain_status
 from dream.evaluator import run_trials, seed_for, summarise_regime
 from dream.host import HostInfo
 from dream.runner import TrialOutcome
+from dream.significance import regime_tests
 from labkit.errors import ConfigError
 
 
@@ -190,3 +193,29 @@ def test_a_loud_host_makes_trials_invalid_not_failed(ctx, monkeypatch):
     assert series.failed == [] and series.valid_blocks == []
     assert "host not quiet: other processes kept 1.70 CPUs busy" in series.outcomes[0].reason
     assert "valid blocks can no longer be reached" in series.stop_reason
+
+
+def _null_regime(rng: np.random.Generator, blocks: int = 10) -> dict:
+    """Paired perf statistics of a regime where the candidate equals stock (2 % noise per block)."""
+    r = rng.normal(0.0, 0.02, blocks)
+    p = float(scipy.stats.ttest_1samp(r, 0.0, alternative="greater").pvalue)
+    perf = {"n_blocks": blocks, "ratio": float(np.exp(r.mean())), "ratio_ci95": [0.9, 1.1]}
+    return {"perf": {**perf, "p_greater": p}, "p95_ms": None}
+
+
+def test_gain_tests_over_several_affected_regimes_keep_the_false_gain_rate_at_alpha():
+    # A candidate improves on a gain in ANY affected regime: four uncorrected tests at 0.05 find
+    # a gain in a null candidate about 19 % of the time (the control); Bonferroni keeps it <= 5 %.
+    tol = replace(load_config().tolerance, perf_alpha=0.05, perf_improvement_pct=0.0)
+    rng = np.random.default_rng(7)
+    nulls = [[_null_regime(rng) for _ in range(4)] for _ in range(2000)]
+    rates = {}
+    for family in (1, 4):
+        hits = sum(
+            any(regime_tests(r, tol, family=family)[1] for r in regimes) for regimes in nulls
+        )
+        rates[family] = hits / len(nulls)
+    assert 0.14 < rates[1] < 0.24
+    assert rates[4] <= 0.06
+    tests, _, _ = regime_tests(nulls[0][0], tol, family=4)
+    assert tests["perf_gain"]["alpha_adjusted"] == pytest.approx(0.0125)

@@ -10,6 +10,11 @@ LocalExecutor). Each arm is repeated
 `--repeats` times, arms interleaved, and the median wall time is reported as runs per minute and
 speed-up over sequential. Every process trains on one thread, so one run needs one core.
 
+The ceiling arm runs the same runs in `--cpus` bare processes, timed from when all have imported
+what they need: no executor, no process start, no imports. It is what these cores allow any
+executor; on a shared virtual machine two training runs at once each run slower than one alone,
+so the ceiling is below `--cpus`x, and Ray is reported as a share of it too.
+
 The scheduling overhead is an empty run function's round trip: through both RayExecutor arms and
 LocalExecutor (a fresh process per run), and a bare Ray task on a warm worker (Ray's own floor).
 """
@@ -67,6 +72,48 @@ def timed_sweep(plan: SweepPlan, executor: Executor, out_root: Path) -> float:
     return wall
 
 
+def _ceiling_worker(runs: list[Any], out: str, barrier: Any) -> None:
+    """One bare process of the ceiling arm: import, wait for the others, then train its share."""
+    # torch._dynamo (and torch with it): the first optimizer a run builds imports it, 1-2 s of
+    # start-up that is not the run's.
+    import torch._dynamo
+
+    from labkit.selfcheck import sweep_run
+
+    torch.set_num_threads(1)
+    barrier.wait()
+    for run in runs:
+        sweep_run(run.name, run.config, Path(out) / run.name)
+
+
+def ceiling_wall(plan: SweepPlan, cpus: int, out_root: Path) -> float:
+    """Wall seconds of the sweep's runs split over `cpus` bare processes, timed after their imports.
+
+    No executor, no process start, no imports: only the runs themselves, `cpus` at a time. This
+    is the most any executor can get from these cores, so it shows what the hardware allows
+    (on a shared machine two runs at once each run slower than one alone).
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(cpus + 1)
+    shares = [list(plan.runs[i::cpus]) for i in range(cpus)]
+    procs = [
+        ctx.Process(target=_ceiling_worker, args=(share, str(out_root / plan.name), barrier))
+        for share in shares
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for proc in procs:
+        proc.join()
+    wall = time.perf_counter() - t0
+    if any(proc.exitcode for proc in procs):
+        raise RuntimeError(f"a ceiling process failed: exit codes {[p.exitcode for p in procs]}")
+    return wall
+
+
 def bare_ray_round_trip(n: int) -> float:
     """Mean seconds of `ray.get(f.remote())` for an empty task on a warm worker."""
     import ray
@@ -109,7 +156,8 @@ def main() -> None:
         f"ray ({args.cpus} CPUs)": lambda: RayExecutor(resources_per_run={"CPU": 1}),
         "ray, fresh worker per run": lambda: RayExecutor(fresh_worker=True),
     }
-    walls: dict[str, list[float]] = {arm: [] for arm in arms}
+    ceiling = f"ceiling ({args.cpus} bare processes)"
+    walls: dict[str, list[float]] = {arm: [] for arm in [*arms, ceiling]}
     empty: dict[str, list[float]] = {arm: [] for arm in list(arms)[1:]}
     with tempfile.TemporaryDirectory(prefix="bench_executors_") as tmp:
         for r in range(args.repeats):
@@ -121,6 +169,8 @@ def main() -> None:
                     wall = timed_sweep(plan, make(), Path(tmp) / f"r{r}")
                     # Runs go `cpus` at a time: the per-run round trip is the wall of one wave.
                     empty[arm].append(wall * args.cpus / args.empty_runs)
+            plan = make_plan("ceiling", args.runs, args.steps, "labkit.selfcheck:sweep_run")
+            walls[ceiling].append(ceiling_wall(plan, args.cpus, Path(tmp) / f"r{r}"))
         bare = bare_ray_round_trip(200)
     ray.shutdown()
     seq = statistics.median(walls["sequential"])
@@ -157,7 +207,14 @@ def main() -> None:
     figures["ray_vs_local_processes"] = round(
         local_arm["median_wall_s"] / ray_arm["median_wall_s"], 3
     )
+    figures["ray_share_of_ceiling"] = round(
+        figures["arms"][ceiling]["median_wall_s"] / ray_arm["median_wall_s"], 3
+    )
     print(f"ray vs local processes: {figures['ray_vs_local_processes']:.2f}x")
+    print(
+        f"ray's speed-up as a share of the ceiling's: {figures['ray_share_of_ceiling']:.2f} "
+        f"(the ceiling: {figures['arms'][ceiling]['speedup_vs_sequential']:.2f}x on these cores)"
+    )
     print(f"bare Ray task round trip (warm worker): {figures['bare_ray_task_round_trip_ms']} ms")
     print(
         f"Ray cluster start (not counted): {ray_start:.1f} s; load average now {os.getloadavg()[0]:.1f}"
