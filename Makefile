@@ -72,16 +72,18 @@ demo: $(STAMP)
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
 
-# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget: 9 min 17 s on
-# 2 idle cores inside a fresh-clone `make demo`, with the 6-shot sentiment prompts (README, Demo).
-CMPP_DEMO := eval.wikitext2_ppl.max_windows=40 eval.sst2_prompted.n=100 eval.needle_long_context.n=30 stability.prompts=10
+# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget (32 PPL windows,
+# 40 SST-2 prompts, 20 needles) and the four defenses that hold every task's best heuristic: 5 min 56 s
+# (342 s CPU) with AvalancheLLM and Esper beside it on 2 otherwise idle cores (cachemedicpp/README.md, Demo).
+CMPP_DEMO := eval.wikitext2_ppl.max_windows=32 eval.sst2_prompted.n=40 eval.needle_long_context.n=20 stability.prompts=10 \
+  'eval.defenses=[no_defense,masking_dropout,clipping_renorm,cachemedic]'
 demo-cachemedicpp: $(STAMP)
 	cd cachemedicpp && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	  for phase in train eval stability; do \
 	    ../$(PY) -m cachemedicpp.$$phase --config configs/mve_local.yaml --run_dir $$out $(CMPP_DEMO) || exit $$?; done && \
 	  ../$(PY) -m cachemedicpp.plots --run_dir $$out && echo "figures: cachemedicpp/$$out/paper/figures"
 
-# AvalancheLLM: the local pipeline, phases 0-8, for the INSTRUCT role (about a minute once the zoo is built).
+# AvalancheLLM: the local pipeline, phases 0-8, for the INSTRUCT role (2 min 49 s beside CacheMedic++).
 AV_PHASES := phase0_validate_env phase1_calibrate phase2_gain_grid phase2_select_gstar phase3_extract_rasters \
   phase4_run_nulls phase5_analyze_and_export phase6_generalize_b_metrics phase6_arc_mcq_eval phase7_paper_export \
   phase8_release
@@ -93,7 +95,8 @@ demo-avalanche: $(STAMP)
 	  echo "AvalancheLLM figures:" && find $$out -path '*/figs/*.png' | sort
 
 # Esper: one local heuristic episode on each task (the LM task first builds local:tiny-gpt2 for its
-# tokenizer), then a short LM Tamiyo (2 PPO updates) evaluated against heuristic and random (~1 min).
+# tokenizer), then a short LM Tamiyo (2 PPO updates) evaluated against heuristic and random (2 min beside
+# CacheMedic++; with AvalancheLLM, 4 min 52 s and 295 s CPU).
 demo-esper: $(STAMP)
 	cd esper && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	  ../$(PY) -m esper train-host --config configs/cifar10_local.yaml --policy heuristic --run_dir $$out/host_cnn && \
