@@ -72,16 +72,18 @@ demo: $(STAMP)
 demo-labkit: $(STAMP)
 	cd labkit && ../$(PY) -m labkit.selfcheck --run_dir runs/selfcheck-$$(date -u +%Y%m%dT%H%M%SZ)
 
-# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget: 9 min 17 s on
-# 2 idle cores inside a fresh-clone `make demo`, with the 6-shot sentiment prompts (README, Demo).
-CMPP_DEMO := eval.wikitext2_ppl.max_windows=40 eval.sst2_prompted.n=100 eval.needle_long_context.n=30 stability.prompts=10
+# CacheMedic++: mve_local train -> eval -> stability -> plots with a reduced eval budget (32 PPL windows,
+# 40 SST-2 prompts, 20 needles) and the four defenses that hold every task's best heuristic: 5 min 56 s
+# (342 s CPU) with AvalancheLLM and Esper beside it on 2 otherwise idle cores (cachemedicpp/README.md, Demo).
+CMPP_DEMO := eval.wikitext2_ppl.max_windows=32 eval.sst2_prompted.n=40 eval.needle_long_context.n=20 stability.prompts=10 \
+  'eval.defenses=[no_defense,masking_dropout,clipping_renorm,cachemedic]'
 demo-cachemedicpp: $(STAMP)
 	cd cachemedicpp && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	  for phase in train eval stability; do \
 	    ../$(PY) -m cachemedicpp.$$phase --config configs/mve_local.yaml --run_dir $$out $(CMPP_DEMO) || exit $$?; done && \
 	  ../$(PY) -m cachemedicpp.plots --run_dir $$out && echo "figures: cachemedicpp/$$out/paper/figures"
 
-# AvalancheLLM: the local pipeline, phases 0-8, for the INSTRUCT role (about a minute once the zoo is built).
+# AvalancheLLM: the local pipeline, phases 0-8, for the INSTRUCT role (2 min 49 s beside CacheMedic++).
 AV_PHASES := phase0_validate_env phase1_calibrate phase2_gain_grid phase2_select_gstar phase3_extract_rasters \
   phase4_run_nulls phase5_analyze_and_export phase6_generalize_b_metrics phase6_arc_mcq_eval phase7_paper_export \
   phase8_release
@@ -93,7 +95,8 @@ demo-avalanche: $(STAMP)
 	  echo "AvalancheLLM figures:" && find $$out -path '*/figs/*.png' | sort
 
 # Esper: one local heuristic episode on each task (the LM task first builds local:tiny-gpt2 for its
-# tokenizer), then a short LM Tamiyo (2 PPO updates) evaluated against heuristic and random (~1 min).
+# tokenizer), then a short LM Tamiyo (2 PPO updates) evaluated against heuristic and random (2 min beside
+# CacheMedic++; with AvalancheLLM, 4 min 52 s and 295 s CPU).
 demo-esper: $(STAMP)
 	cd esper && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	  ../$(PY) -m esper train-host --config configs/cifar10_local.yaml --policy heuristic --run_dir $$out/host_cnn && \
@@ -104,11 +107,13 @@ demo-esper: $(STAMP)
 	    --policies ppo:$$out/tamiyo,heuristic,random --run_dir $$out/eval && \
 	  echo "Esper demo runs and figures: esper/$$out"
 
-# D-REAM: the local shadow-mode service on cpu, memory and storage for 2 generations, ABBA-paired trials
-# (8 min 9 s on 2 cores shared with other jobs at load 7-10; see dream/README.md).
+# D-REAM: the local shadow-mode service on cpu and storage for 2 generations of 3, ABBA-paired trials at the
+# local profile's block counts (the demo's size is set here, not in the profile): 4 min 54 s run alone at
+# load 0.2-1.0 (dream/README.md, Measured).
+DREAM_DEMO := --domains cpu,storage --generations 2 --population 3
 demo-dream: $(STAMP)
 	cd dream && out=runs/demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
-	  ../$(PY) -m dream service --profile local --domains cpu,memory,storage --generations 2 --population 4 --out_root $$out && \
+	  ../$(PY) -m dream service --profile local $(DREAM_DEMO) --out_root $$out && \
 	  ../$(PY) -m dream report --out_root $$out
 
 # Rehearsal (issue 19): every paper config on tiny offline replicas of its hub models and data sets
