@@ -39,9 +39,9 @@ if missing:
 PY
 }
 
-for config in $CONFIGS; do
-  t0=$SECONDS
-  name=${config%.yaml}
+run_config() {
+  # train -> eval -> stability -> plots (or the sweep) of one config, into its own run directory.
+  local config=$1 t0=$SECONDS name=${1%.yaml} phase record
   echo "cachemedicpp rehearsal: $config"
   if grep -q '^sweep_name:' "configs/$config"; then
     "$PY" -m cachemedicpp.sweep --sweep_config "configs/$config" --out_root "$out/$name" "device=$device"
@@ -54,4 +54,27 @@ for config in $CONFIGS; do
     locked "$out/$name"
   fi
   echo "cachemedicpp rehearsal: $config done in $((SECONDS - t0)) s"
+}
+
+lane() {
+  # lane K: every other config, starting at the K-th (0 or 1), one after another.
+  local i=0 config
+  for config in $CONFIGS; do
+    # An if, not &&: set -e does not reach inside a function called on the left of &&.
+    if [ $((i % 2)) -eq "$1" ]; then run_config "$config"; fi
+    i=$((i + 1))
+  done
+}
+
+# The configs write separate run directories and each run is mostly one thread: two lanes side by side
+# fill the two cores of a small machine. Output lines carry the config's lane.
+pids=()
+for k in 0 1; do
+  (lane "$k" 2>&1 | sed -u "s/^/[lane $k] /") &
+  pids+=($!)
 done
+rc=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || rc=$?
+done
+[ "$rc" -eq 0 ] || { echo "cachemedicpp rehearsal: a config failed (exit $rc)" >&2; exit "$rc"; }

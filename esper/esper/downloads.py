@@ -32,13 +32,13 @@ def assets(path: Path) -> list[HubAsset]:
         for s in (data["train_split"], data["test_split"])
     ]
     if data.get("tokenizer"):
-        # resolve_model snapshots the repo (weights too), though only its tokenizer is used.
+        # load_tokenizer resolves with tokenizer_only=True: labkit.zoo.hub.TOKENIZER_FILES, no weights.
         found.insert(
             0,
             HubAsset(
                 "model",
                 data["tokenizer"],
-                read="repo snapshot, PyTorch files; only its tokenizer is used",
+                read="tokenizer files and config.json only (no weights)",
             ),
         )
     return [a for a in found if not is_zoo_name(a.hub_id) and not Path(a.hub_id).exists()]

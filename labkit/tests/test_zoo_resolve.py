@@ -262,3 +262,36 @@ def test_shared_fixtures(zoo_test_model, zoo_test_dataset, fake_zoo, isolated_zo
     assert zoo_test_dataset("local:shapes10") is data
     assert (data["train"].num_rows, data["test"].num_rows) == (400, 200)
     assert [call[0] for call in fake_zoo] == ["model"]  # each built once
+
+
+def test_tokenizer_only_resolve_asks_the_hub_for_tokenizer_files_only(no_hub, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def fake_snapshot(repo_id, **kwargs):
+        asked.append(kwargs)
+        if kwargs.get("local_files_only"):
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        return str(no_hub / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    monkeypatch.setattr("labkit.zoo.hub.hub_unreachable_reason", lambda: None)
+    assert resolve_model("gpt2", tokenizer_only=True) == no_hub / "snap"
+    assert [a.get("local_files_only", False) for a in asked] == [True, False]
+    for kwargs in asked:
+        allowed = kwargs["allow_patterns"]
+        assert "ignore_patterns" not in kwargs
+        assert "config.json" in allowed and "merges.txt" in allowed
+        assert not any(p.endswith((".safetensors", ".bin")) or p == "*" for p in allowed)
+    asked.clear()
+    resolve_model("gpt2")  # a model resolve still takes every PyTorch file
+    assert all("allow_patterns" not in kwargs for kwargs in asked)
+
+
+def test_tokenizer_only_resolve_offline_fails_fast_naming_the_local_config(no_hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    with pytest.raises(MissingInputError, match=r"'gpt2'.*use configs/tinystories_local\.yaml"):
+        resolve_model("gpt2", tokenizer_only=True, local_hint="use configs/tinystories_local.yaml")
+    assert time.monotonic() - started < 10

@@ -38,7 +38,9 @@ def load_tokenizer(name: str, hint: str) -> Any:
     """The tokenizer saved with model `name` (zoo name, directory or hub id)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(resolve_model(name, local_hint=hint)))
+    return AutoTokenizer.from_pretrained(
+        str(resolve_model(name, local_hint=hint, tokenizer_only=True))
+    )
 
 
 def encode_stories(texts: list[str], tokenizer: Any) -> np.ndarray:

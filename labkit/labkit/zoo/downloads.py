@@ -75,7 +75,7 @@ def size_text(asset: HubAsset, sizes: dict[tuple[str, str], int]) -> str:
     size = sizes.get((asset.kind, asset.hub_id))
     if size is None:
         return UNKNOWN
-    return f"{size / 1e6:,.1f} MB in the local HF cache (whole repo)"
+    return f"{size / 1e6:,.1f} MB in the local HF cache (every cached file of the repo)"
 
 
 def as_rows(

@@ -28,6 +28,18 @@ _NON_TORCH_FILES = [
     "original/*",
     "*.pth",
 ]
+# What AutoTokenizer reads from a model repo: its tokenizer files, and config.json for the model type
+# when tokenizer_config.json names no tokenizer class. No weights.
+TOKENIZER_FILES = [
+    "config.json",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+    "*.tiktoken",
+]
 
 
 def hub_endpoint() -> str:
@@ -60,8 +72,9 @@ def _missing(kind: str, repo_id: str, reason: str, hint: str) -> MissingInputErr
     )
 
 
-def fetch_model(repo_id: str, hint: str) -> Path:
-    """Local snapshot directory of hub model `repo_id`, downloading it only if the hub is reachable."""
+def fetch_model(repo_id: str, hint: str, *, tokenizer_only: bool = False) -> Path:
+    """Local snapshot directory of hub model `repo_id` (or of its tokenizer files only), downloading
+    only if the hub is reachable."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
@@ -69,10 +82,14 @@ def fetch_model(repo_id: str, hint: str) -> Path:
         RepositoryNotFoundError,
     )
 
+    # A tokenizer-only fetch must not pull gigabytes of weights it never reads.
+    files = (
+        {"allow_patterns": TOKENIZER_FILES}
+        if tokenizer_only
+        else {"ignore_patterns": _NON_TORCH_FILES}
+    )
     try:
-        return Path(
-            snapshot_download(repo_id, local_files_only=True, ignore_patterns=_NON_TORCH_FILES)
-        )
+        return Path(snapshot_download(repo_id, local_files_only=True, **files))
     except HFValidationError as exc:
         raise ConfigError(
             f"model {repo_id!r} is not a local: name, an existing directory, or a hub id ({exc})"
@@ -83,7 +100,7 @@ def fetch_model(repo_id: str, hint: str) -> Path:
     if reason is not None:
         raise _missing("model", repo_id, reason, hint)
     try:
-        path = snapshot_download(repo_id, endpoint=hub_endpoint(), ignore_patterns=_NON_TORCH_FILES)
+        path = snapshot_download(repo_id, endpoint=hub_endpoint(), **files)
     except RepositoryNotFoundError as exc:
         raise MissingInputError(
             f"hub model {repo_id!r} not found or not accessible: {exc}"

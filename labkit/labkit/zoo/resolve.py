@@ -57,9 +57,17 @@ def _refuse_zoo_arguments(name: str, **given: Any) -> None:
 
 
 def resolve_model(
-    name: str, *, size: str | None = None, seed: int | None = None, local_hint: str | None = None
+    name: str,
+    *,
+    size: str | None = None,
+    seed: int | None = None,
+    local_hint: str | None = None,
+    tokenizer_only: bool = False,
 ) -> Path:
-    """Directory that `from_pretrained` loads for a zoo name, a local directory, or a hub id."""
+    """Directory that `from_pretrained` loads for a zoo name, a local directory, or a hub id.
+
+    With `tokenizer_only` a hub id fetches only its tokenizer files (and config.json), no weights.
+    """
     if is_zoo_name(name):
         item, size = _zoo_item(name, size, "model")
         return build_local(item, size, item.default_seed if seed is None else seed, {})
@@ -68,7 +76,7 @@ def resolve_model(
     if path is None:
         if rehearsal_active():
             return replica_path(name, "model")
-        return fetch_model(name, local_hint or _zoo_hint("model"))
+        return fetch_model(name, local_hint or _zoo_hint("model"), tokenizer_only=tokenizer_only)
     if not (path / "config.json").is_file():
         raise MissingInputError(f"{name} is not a saved Hugging Face model (no config.json in it)")
     return path
