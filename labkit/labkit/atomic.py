@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-# mkstemp's name for the temp file of `name`: ".{name}.XXXXXXXX.tmp", 8 random [a-z0-9_].
+# mkstemp names the temp file of `name` ".{name}.<8 random characters from [a-z0-9_]>.tmp"; a stale one matches this.
 _TEMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
