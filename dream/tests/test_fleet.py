@@ -23,7 +23,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
+from sqlalchemy.pool import NullPool
 
 from dream.candidate_pack import load_pack
 from dream.fleet import WorkerOptions, claims, evaluated, superseded
@@ -39,9 +41,7 @@ def study_name(pg_url: str) -> Iterator[str]:
     """A study name of its own in the shared database, deleted afterwards."""
     name = f"test_fleet_{uuid.uuid4().hex[:12]}"
     yield name
-    for n in (name, f"{name}_full"):
-        with contextlib.suppress(KeyError):  # a test that failed before creating it
-            optuna.delete_study(study_name=n, storage=pg_url)
+    _delete_studies(pg_url, name, f"{name}_full")
 
 
 def _worker(
@@ -57,11 +57,33 @@ def _worker(
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
 
 
-def _trials(pg_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+@contextlib.contextmanager
+def _storage(pg_url: str) -> Iterator[RDBStorage]:
+    """A storage that closes its connections on the way out.
+
+    `storage=url` would build a pooled engine per call that keeps a connection open until garbage
+    collection; a test that polls every 0.2 s then runs PostgreSQL out of client slots.
+    """
+    storage = RDBStorage(pg_url, engine_kwargs={"poolclass": NullPool})
     try:
-        return optuna.load_study(study_name=study, storage=pg_url).get_trials()
-    except KeyError:  # not created yet
-        return []
+        yield storage
+    finally:
+        storage.engine.dispose()
+
+
+def _trials(pg_url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    with _storage(pg_url) as storage:
+        try:
+            return optuna.load_study(study_name=study, storage=storage).get_trials()
+        except KeyError:  # not created yet
+            return []
+
+
+def _delete_studies(pg_url: str, *names: str) -> None:
+    with _storage(pg_url) as storage:
+        for name in names:
+            with contextlib.suppress(KeyError):  # a test that failed before creating it
+                optuna.delete_study(study_name=name, storage=storage)
 
 
 def _packs(outs: list[Path]) -> dict[str, list[dict]]:
@@ -230,9 +252,7 @@ def test_a_paused_worker_stops_at_a_trial_boundary_and_its_rerun_finishes_the_st
         _finish(_worker(pg_url, other, tmp_path / "whole", 0, n, population))
         assert [t.params for t in _trials(pg_url, other)] == [t.params for t in trials]
     finally:
-        for name in (other, f"{other}_full"):
-            with contextlib.suppress(KeyError):
-                optuna.delete_study(study_name=name, storage=pg_url)
+        _delete_studies(pg_url, other, f"{other}_full")
 
 
 # A worker's own steps up to the moment after it attached its pack, then SIGKILL: the study is
