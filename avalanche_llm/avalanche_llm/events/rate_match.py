@@ -7,6 +7,10 @@ Three passes over the same data (values are never stored whole):
 3. the values inside each cut bin, whose order statistic gives the exact tau: with k* = floor(r* N)
    spikes wanted and c_hi values above the bin, tau is the (k* - c_hi)-th largest in-bin value
    (0-based), so exactly k* values exceed it unless values tie.
+Ties are common: bf16 activations put a unit's tail on a coarse grid, and a tie group at the k*-th
+value can hold as many values as the rate tolerance. No threshold can then split the group, so tau
+takes whichever side of it lands nearer k*: the tied value itself (the group stays silent) or the
+float32 just below it (the group spikes). Without ties this is exactly the order-statistic tau.
 The gate then requires |r - r*| <= tol_abs and <= tol_rel * r* and at least min_samples per layer.
 """
 
@@ -33,6 +37,7 @@ class LayerFit:
     target: np.ndarray  # [L] r*_l
     achieved: np.ndarray  # [L] exact exceedance rate on the fitting data
     n: np.ndarray  # [L] samples per layer
+    tied: np.ndarray  # [L] values equal to the k*-th largest (1 when it is unique)
 
     @property
     def abs_err(self) -> np.ndarray:
@@ -144,6 +149,7 @@ class RateMatcher:
             for rk, target in rates.items():
                 tau = np.empty(self.L)
                 count = np.empty(self.L, dtype=np.int64)
+                tied = np.ones(self.L, dtype=np.int64)
                 for layer in range(self.L):
                     cut, c_hi = int(self.cut[k, rk][layer]), int(self.c_hi[k, rk][layer])
                     if cut < 0:  # every value may spike: put tau below the range
@@ -151,10 +157,17 @@ class RateMatcher:
                         count[layer] = n[layer]
                         continue
                     inbin = np.sort(np.concatenate(self.values[k, layer][cut]))[::-1]
-                    m = int(np.floor(target[layer] * n[layer])) - c_hi
-                    tau[layer] = float(inbin[m])
-                    count[layer] = c_hi + int(np.count_nonzero(inbin > inbin[m]))
-                out[k][rk] = LayerFit(tau, np.asarray(target, float), count / n, n)
+                    k_star = int(np.floor(target[layer] * n[layer]))
+                    top = inbin[k_star - c_hi]
+                    above = c_hi + int(np.count_nonzero(inbin > top))
+                    tied[layer] = int(np.count_nonzero(inbin == top))
+                    if above + tied[layer] - k_star < k_star - above:
+                        tau[layer] = float(np.nextafter(np.float32(top), np.float32(-np.inf)))
+                        count[layer] = above + tied[layer]
+                    else:
+                        tau[layer] = float(top)
+                        count[layer] = above
+                out[k][rk] = LayerFit(tau, np.asarray(target, float), count / n, n, tied)
         return out
 
 
@@ -188,9 +201,10 @@ def check_gate(
     for k, rates in fits.items():
         for rk, fit in rates.items():
             for layer in np.flatnonzero(~fit.gate(tol_abs, tol_rel, min_samples)):
+                ties = f", {fit.tied[layer]} values tied at tau" if fit.tied[layer] > 1 else ""
                 bad.append(
                     f"{k}|{rk} layer {layer}: r={fit.achieved[layer]:.3g} vs r*={fit.target[layer]:.3g}"
-                    f" (n={fit.n[layer]})"
+                    f" (n={fit.n[layer]}{ties})"
                 )
     if bad:
         shown = "; ".join(bad[:4]) + (f"; ... {len(bad) - 4} more" if len(bad) > 4 else "")

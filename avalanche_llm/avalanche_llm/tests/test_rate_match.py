@@ -77,6 +77,24 @@ def test_gate_fails_when_ties_make_the_target_unreachable():
         check_gate(fits, **TOL, where="ties")
 
 
+def test_a_tie_group_at_the_target_spikes_when_that_lands_nearer():
+    # k* = 1000: 950 distinct values above a group of 60 equal ones (as bf16 puts a unit's tail on a
+    # grid). Silent, the group leaves the rate 5 % short; spiking, it is 1 % over: tau goes below it.
+    rng = np.random.default_rng(4)
+    top = 10.0 + rng.random(950)
+    values = [np.concatenate([top, np.full(60, 5.0), rng.normal(size=48990)]).astype(np.float32)]
+    fit = fit_thresholds(stream(values, 5000), {"SD": {"a": np.array([0.02])}}, 1, BINS, EDGE)["SD"]
+    assert fit["a"].tau[0] < 5.0 and fit["a"].tied[0] == 60
+    assert np.count_nonzero(values[0] > fit["a"].tau[0]) == 1010 == fit["a"].achieved[0] * 50000
+    check_gate({"SD": fit}, **TOL, where="a tie group")
+    # With 100 of them the group misses either way (950 or 1050 of 1000), and the gate says why.
+    values = [np.concatenate([top, np.full(100, 5.0), rng.normal(size=48950)]).astype(np.float32)]
+    fits = fit_thresholds(stream(values, 5000), {"SD": {"a": np.array([0.02])}}, 1, BINS, EDGE)
+    assert fits["SD"]["a"].tau[0] == 5.0  # equally far: the group stays silent
+    with pytest.raises(GateError, match="100 values tied at tau"):
+        check_gate(fits, **TOL, where="a large tie group")
+
+
 def test_relative_tolerance_fails_where_the_absolute_one_cannot():
     # At r* = 1e-4 a threshold that fires nowhere misses by 1e-4 < 5e-4 absolute, yet by 100%.
     rng = np.random.default_rng(2)
