@@ -1,14 +1,15 @@
 """Regenerate the README's result tables from `esper evaluate` run directories (never by hand).
 
-    python bench/readme_results.py --readme README.md \
+    python bench/readme_results.py --readme README.md --block cnn \
         --run "Default reward (potential)=runs/e4/eval_potential" \
         --run "Ablation (seed_asymmetric)=runs/e4/eval_seed_asymmetric"
 
 For each run, in order: its headline table (paired final-test-loss deltas with the hierarchical
 CIs), its per-policy table and its verdicts, all from the run's summary.json through the same
 functions that write results.md; then one seed-evidence table over every run
-(bench/seed_evidence.py). The text replaces what lies between the README's two marker lines,
-`<!-- evaluate-tables:begin -->` and `<!-- evaluate-tables:end -->`; the rest of the README is kept.
+(bench/seed_evidence.py). The text replaces what lies between the README's two marker lines of the
+named block, `<!-- evaluate-tables:NAME:begin -->` and `<!-- evaluate-tables:NAME:end -->`; the rest of
+the README, other blocks included, is kept (so one task's tables are regenerated without the other's runs).
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ from esper.evaluate.table import headline_rows, table_rows
 from labkit.atomic import atomic_write_text
 from labkit.cli import run_cli
 from labkit.errors import ConfigError, MissingInputError
-
-BEGIN = "<!-- evaluate-tables:begin -->"
-END = "<!-- evaluate-tables:end -->"
 
 
 def _evidence_module() -> Any:
@@ -104,13 +102,19 @@ def parse_run(text: str) -> tuple[str, Path]:
     return label.strip(), Path(path.strip())
 
 
-def replace_block(readme: str, block: str) -> str:
-    """`readme` with the text between the marker lines replaced by `block`."""
-    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
-        raise ConfigError(f"the README needs exactly one {BEGIN} and one {END} line")
-    head, rest = readme.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}{END}{tail}"
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end marker lines of the block called `name`."""
+    return f"<!-- evaluate-tables:{name}:begin -->", f"<!-- evaluate-tables:{name}:end -->"
+
+
+def replace_block(readme: str, name: str, block: str) -> str:
+    """`readme` with the text between the marker lines of block `name` replaced by `block`."""
+    begin, end = markers(name)
+    if readme.count(begin) != 1 or readme.count(end) != 1:
+        raise ConfigError(f"the README needs exactly one {begin} and one {end} line")
+    head, rest = readme.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{block}{end}{tail}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -123,8 +127,9 @@ def main(args: argparse.Namespace) -> int:
     for label, run_dir in runs:
         lines += run_section(label, run_dir)
     lines += evidence_section(runs)
-    atomic_write_text(readme, replace_block(readme.read_text(encoding="utf-8"), "\n".join(lines)))
-    print(f"{readme}: tables of {len(runs)} evaluate run(s) written between the markers")
+    text = replace_block(readme.read_text(encoding="utf-8"), args.block, "\n".join(lines))
+    atomic_write_text(readme, text)
+    print(f"{readme}: tables of {len(runs)} evaluate run(s) written into block {args.block!r}")
     return 0
 
 
@@ -132,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Command line of the README regenerator."""
     p = argparse.ArgumentParser(prog="readme_results", description=__doc__.splitlines()[0])
     p.add_argument("--readme", default="README.md", help="the README to update in place")
+    p.add_argument("--block", required=True, help="name of the README's marker block (cnn, lm)")
     p.add_argument(
         "--run", action="append", required=True, help="LABEL=RUN_DIR of an evaluate run (repeat)"
     )

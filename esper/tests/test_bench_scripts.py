@@ -82,11 +82,14 @@ def test_rollout_bench_times_both_runs_and_checks_their_bytes():
 
 def test_readme_regenerator_replaces_only_the_marked_block():
     readme = _load("readme_results")
-    text = f"intro\n{readme.BEGIN}\nold table\n{readme.END}\noutro\n"
-    new = readme.replace_block(text, "new table\n")
-    assert new == f"intro\n{readme.BEGIN}\nnew table\n{readme.END}\noutro\n"
+    cnn, lm = readme.markers("cnn"), readme.markers("lm")
+    text = f"intro\n{cnn[0]}\nold cnn\n{cnn[1]}\nmid\n{lm[0]}\nold lm\n{lm[1]}\noutro\n"
+    new = readme.replace_block(text, "lm", "new lm\n")
+    assert new == f"intro\n{cnn[0]}\nold cnn\n{cnn[1]}\nmid\n{lm[0]}\nnew lm\n{lm[1]}\noutro\n"
     with pytest.raises(ConfigError, match="exactly one"):
-        readme.replace_block("no markers here", "x")
+        readme.replace_block("no markers here", "cnn", "x")
+    with pytest.raises(ConfigError, match="exactly one"):
+        readme.replace_block(text + text, "cnn", "x")
     assert readme.parse_run("Default reward=runs/e") == ("Default reward", Path("runs/e"))
     with pytest.raises(ConfigError, match="LABEL=RUN_DIR"):
         readme.parse_run("runs/e")

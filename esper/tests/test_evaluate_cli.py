@@ -12,7 +12,7 @@ from esper.cli import main
 from esper.config import load_esper_config
 from esper.evaluate.command import load_eval_config
 from esper.evaluate.episodes import run_chunk
-from esper.evaluate.units import ENV_BLOCKS
+from esper.evaluate.units import ENV_BLOCKS, expand_specs
 from esper.kasmina import action_enum
 from esper.leyline import OBS_DIM
 from esper.tamiyo.network import ActorCritic
@@ -20,7 +20,7 @@ from esper.tamiyo.normaliser import EmaNormaliser
 from esper.tamiyo.ppo_policy import policy_payload
 from labkit.checkpoint import save_checkpoint
 from labkit.control import request_pause
-from labkit.errors import Paused
+from labkit.errors import MissingInputError, Paused
 from labkit.jsonl import append_jsonl, read_jsonl
 from labkit.rundir import RunDir
 
@@ -183,6 +183,19 @@ def test_bad_input_fails_before_work_with_one_line(tmp_path, capsys, policies, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and where in err[0]
     assert not run.exists()
+
+
+def test_a_ppo_glob_expands_to_run_directories_only(tmp_path):
+    for k in (1, 0):
+        (tmp_path / f"ppo_s{k}").mkdir()
+        (tmp_path / f"ppo_s{k}.log").write_text("log")
+    assert expand_specs([f"ppo:{tmp_path}/ppo_s*", "static"]) == [
+        f"ppo:{tmp_path}/ppo_s0",
+        f"ppo:{tmp_path}/ppo_s1",
+        "static",
+    ]
+    with pytest.raises(MissingInputError, match="matches no PPO run directory"):
+        expand_specs([f"ppo:{tmp_path}/ppo_s*.log"])
 
 
 def test_two_worker_processes_write_the_same_bytes_as_one(tmp_path):

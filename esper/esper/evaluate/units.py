@@ -41,12 +41,13 @@ class Unit:
 
 
 def expand_specs(specs: list[str]) -> list[str]:
-    """Expand `ppo:GLOB` into one `ppo:DIR` per match (sorted); other specs pass through."""
+    """Expand `ppo:GLOB` into one `ppo:DIR` per matching directory (sorted); others pass through."""
     out: list[str] = []
     for spec in specs:
         kind, sep, where = spec.partition(":")
         if kind == LEARNED and sep and glob.has_magic(where):
-            matches = sorted(glob.glob(where))
+            # Run directories often sit beside their logs (runs/ppo_s0, runs/ppo_s0.log).
+            matches = sorted(m for m in glob.glob(where) if Path(m).is_dir())
             if not matches:
                 raise MissingInputError(f"policy {spec}: the glob matches no PPO run directory")
             out += [f"{LEARNED}:{m}" for m in matches]
