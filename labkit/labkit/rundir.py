@@ -53,11 +53,15 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cuda": None,
         "gpu_name": None,
+        "cpu_capability": None,
     }
     if "torch" in sys.modules or env["torch"]:
         import torch
 
         env["cuda"] = torch.version.cuda
+        # The instruction set torch's CPU kernels dispatch to (AVX2, AVX512...): CPU runs are
+        # byte-identical only between machines that share it.
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             env["gpu_name"] = torch.cuda.get_device_name(0)
     return env

@@ -23,6 +23,7 @@ def test_create_writes_record_and_indexes_files(tmp_path):
     assert rec.keys() >= REQUIRED
     assert rec["status"] == "started" and rec["phases"]["train"]["status"] == "started"
     assert {"python", "torch", "transformers", "numpy", "cuda", "gpu_name"} <= rec["env"].keys()
+    assert rec["env"]["cpu_capability"] in {"DEFAULT", "VSX", "ZVECTOR", "AVX2", "AVX512", "SVE256"}
     assert set(rec["git"]) == {"commit", "dirty"}
     paths = {e["relative_path"] for e in rec["artifact_index"]}
     assert paths == {CONFIG, "env.json", "git.json"}
