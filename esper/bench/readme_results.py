@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Command line of the README regenerator."""
     p = argparse.ArgumentParser(prog="readme_results", description=__doc__.splitlines()[0])
     p.add_argument("--readme", default="README.md", help="the README to update in place")
-    p.add_argument("--block", required=True, help="name of the README's marker block (cnn, lm)")
+    p.add_argument(
+        "--block", required=True, help="name of the README's marker block (cnn, cnn_ablation, lm)"
+    )
     p.add_argument(
         "--run", action="append", required=True, help="LABEL=RUN_DIR of an evaluate run (repeat)"
     )
